@@ -1,0 +1,38 @@
+# canonml — set-up, demo, tests. Everything the project needs is installed from here.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# torch first, pinned: an unpinned torch (or one pulled in by a dependency) is a multi-GB CUDA build.
+TORCH   := torch==2.13.0
+
+.PHONY: demo test test-fast lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[all,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/canon run --template digits-mlp
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/trainer_overhead.py
+	$(BIN)/python bench/threads.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
