@@ -1,0 +1,5 @@
+"""``python -m canonml`` (so torchrun and plain python can launch the CLI)."""
+
+from canonml.cli import main
+
+main()

@@ -1,0 +1,148 @@
+"""The ``canon`` command: parse → call one library function → print. CanonError → exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from canonml.errors import CanonError
+
+app = typer.Typer(
+    name="canon",
+    help="canonml: one declarative spec for the whole life of a deep-learning model.\n\n"
+    "Example: canon run --template digits-mlp",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(e: CanonError) -> NoReturn:
+    err.print(f"error: {e}", markup=False)
+    raise typer.Exit(2)
+
+
+def _spec_source(spec: Path | None, template: str | None) -> str | Path:
+    if (spec is None) == (template is None):
+        raise CanonError("give either a spec file or --template NAME (see 'canon templates')")
+    return f"template:{template}" if template else spec  # type: ignore[return-value]
+
+
+SpecArg = Annotated[Path | None, typer.Argument(help="spec YAML file", show_default=False)]
+TemplateOpt = Annotated[str | None, typer.Option("--template", "-t", help="a built-in template")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override a spec value: key.path=value (repeatable)"),
+]
+
+
+@app.command()
+def run(
+    spec: SpecArg = None,
+    template: TemplateOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="root of run directories")] = Path("runs"),
+    seed: Annotated[int | None, typer.Option(help="override the spec's seed")] = None,
+    overrides: SetOpt = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="continue this run directory from its last checkpoint")
+    ] = None,
+) -> None:
+    """Train and evaluate a spec; writes runs/<name>/<run-id>/.
+
+    Example: canon run --template digits-mlp --set train.epochs=5
+    """
+    from canonml.pipeline import run as run_spec
+
+    try:
+        sets = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
+        source = None if (resume and spec is None and template is None) else \
+            _spec_source(spec, template)
+        result = run_spec(source, out_dir, overrides=sets, resume=resume, console=err)
+    except CanonError as e:
+        fail(e)
+    out.print(f"run directory: {result.run_dir}")
+    table = Table(title=f"{result.spec.name}: test metrics", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result.metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    out.print(table)
+
+
+@app.command()
+def validate(spec: SpecArg = None, template: TemplateOpt = None, overrides: SetOpt = None) -> None:
+    """Check a spec without running it; prints the resolved spec's name on success.
+
+    Example: canon validate my-spec.yaml
+    """
+    from canonml.spec import load_spec
+
+    try:
+        resolved = load_spec(_spec_source(spec, template), overrides or [])
+    except CanonError as e:
+        fail(e)
+    out.print(f"ok: {resolved.name} ({resolved.task}, {resolved.model.arch}, "
+              f"{resolved.data.source})")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec (for editors).
+
+    Example: canon schema > canon.schema.json
+    """
+    from canonml.spec import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def templates() -> None:
+    """List the built-in templates.
+
+    Example: canon templates
+    """
+    from canonml.spec import load_spec, template_names
+
+    table = Table("template", "task", "data", "model")
+    for name in template_names():
+        s = load_spec(f"template:{name}")
+        table.add_row(name, s.task, s.data.source, s.model.arch)
+    out.print(table)
+
+
+@app.command()
+def init(
+    template: Annotated[str, typer.Option("--template", "-t", help="template name")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Write a template as an editable spec file (default: NAME.yaml).
+
+    Example: canon init --template breast-cancer -o my-spec.yaml
+    """
+    from canonml.io import atomic_write
+    from canonml.spec import template_text
+
+    try:
+        text = template_text(template)
+        target = output or Path(f"{template}.yaml")
+        if target.exists() and not force:
+            raise CanonError(f"{target}: already exists (use --force to overwrite)")
+        atomic_write(target, text)
+    except CanonError as e:
+        fail(e)
+    out.print(f"wrote {target}; run it with: canon run {target}")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return app(args=argv, prog_name="canon")

@@ -1,0 +1,118 @@
+"""Load → encode target → de-duplicate → split → fit preprocessing → model-ready arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from canonml.data.dataset import Dataset
+from canonml.data.preprocess import apply_preprocess, fit_preprocess
+from canonml.data.sources import load_source
+from canonml.data.split import split_indices
+from canonml.data.target import encode_target
+from canonml.errors import DataError
+from canonml.io import sha256_bytes
+from canonml.spec.root import Spec
+
+
+@dataclass
+class Split:
+    """Model-ready examples: ``x`` float32 ``(N, F)`` or ``(N, C, H, W)``; ``y`` as encoded."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class Prepared:
+    """The three splits plus everything learned from the data (artefacts, not spec)."""
+
+    train: Split
+    val: Split
+    test: Split
+    kind: str
+    input_shape: tuple[int, ...]
+    feature_names: list[str]
+    label_names: list[str] | None
+    preprocess: dict[str, Any]
+    fingerprint: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.label_names) if self.label_names is not None else 1
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description for the run directory (``data.json``)."""
+        sizes = {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+        return {"kind": self.kind, "input_shape": list(self.input_shape), "sizes": sizes,
+                "feature_names": self.feature_names, "label_names": self.label_names,
+                "fingerprint": self.fingerprint, **self.info}
+
+
+def prepare(spec: Spec) -> Prepared:
+    """Everything between ``data.source`` and tensors the trainer can slice."""
+    raw = encode_target(load_source(spec.data), spec.task)
+    official_test = encode_target(raw.test, spec.task) if raw.test is not None else None
+    if official_test is not None and raw.label_names and official_test.label_names:
+        _same_labels(raw, official_test)
+    if len(raw) == 0:
+        raise DataError("empty data set: no examples to train on")
+    info: dict[str, Any] = {"source": spec.data.source, "rows": len(raw)}
+    if spec.data.preprocess.dedupe:
+        raw, info["duplicates_removed"] = _dedupe(raw)
+    strat = raw.y if spec.task == "classification" else None
+    tr, va, te = split_indices(len(raw), strat, spec.data.split, spec.seed,
+                               has_test=official_test is not None)
+    train_raw = raw.take(tr)
+    state = fit_preprocess(train_raw, spec.data.preprocess)
+    splits = []
+    for part in (train_raw, raw.take(va), official_test if official_test is not None else raw.take(te)):
+        x, keep = apply_preprocess(state, part)
+        splits.append(Split(x=x, y=_target_array(part.y[keep], spec.task)))
+    if len(splits[0]) == 0:
+        raise DataError("no training rows left after preprocessing (data.preprocess.impute: "
+                        "drop removed them all; use mean or median)", path="data.preprocess")
+    feature_names = state.get("output_features", raw.feature_names)
+    return Prepared(
+        train=splits[0], val=splits[1], test=splits[2], kind=raw.kind,
+        input_shape=tuple(splits[0].x.shape[1:]), feature_names=list(feature_names),
+        label_names=raw.label_names, preprocess=state, fingerprint=fingerprint(train_raw),
+        info=info,
+    )
+
+
+def fingerprint(data: Dataset) -> str:
+    """sha256 over the raw training examples (features, categorical cells, targets)."""
+    chunks = [np.ascontiguousarray(data.x).tobytes(), np.asarray(data.y).astype(str).tobytes()]
+    for name in sorted(data.categorical):
+        chunks.append(name.encode() + "\x1f".join(map(str, data.categorical[name])).encode())
+    return sha256_bytes(*chunks)
+
+
+def _target_array(y: np.ndarray, task: str) -> np.ndarray:
+    return y.astype(np.int64) if task == "classification" else y.astype(np.float32)
+
+
+def _dedupe(raw: Dataset) -> tuple[Dataset, int]:
+    seen: dict[bytes, int] = {}
+    flat = raw.x.reshape(len(raw), -1)
+    for i in range(len(raw)):
+        key = flat[i].tobytes() + str(raw.y[i]).encode()
+        key += b"".join(str(col[i]).encode() + b"\x1f" for col in raw.categorical.values())
+        seen.setdefault(key, i)
+    keep = np.array(sorted(seen.values()), dtype=np.int64)
+    return raw.take(keep), len(raw) - len(keep)
+
+
+def _same_labels(train: Dataset, test: Dataset) -> None:
+    if train.label_names != test.label_names:
+        raise DataError(
+            f"test split labels {test.label_names} differ from training labels "
+            f"{train.label_names}"
+        )

@@ -1,0 +1,1 @@
+"""Evaluation: test-set metrics over scikit-learn."""

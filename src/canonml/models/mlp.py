@@ -1,0 +1,20 @@
+"""``mlp`` — a multi-layer perceptron over flattened inputs."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from canonml.models import MODELS
+from canonml.models.layers import dense_stack
+from canonml.spec.model import MLPSpec
+
+
+@MODELS.register("mlp")
+def build_mlp(spec: MLPSpec, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """Flatten → dense stack → linear head of ``n_outputs`` (logits or regression values)."""
+    layers, width = dense_stack(
+        math.prod(input_shape), spec.hidden, spec.activation, spec.dropout, spec.batch_norm
+    )
+    return nn.Sequential(nn.Flatten(), *layers, nn.Linear(width, n_outputs))

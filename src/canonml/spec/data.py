@@ -1,0 +1,99 @@
+"""``data:`` — where examples come from, how they are split, cleaned and augmented."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from canonml.spec.base import StrictModel
+
+# Registry names of canonml.data.sources.SOURCES; a contract test keeps the two equal.
+SOURCE_SCHEMES = ("cifar10", "csv", "idx", "images", "sklearn")
+SKLEARN_DATASETS = ("breast_cancer", "diabetes", "digits", "iris", "wine")
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class SplitSpec(StrictModel):
+    """Seeded train/val/test split; fractions of the whole data set."""
+
+    val: Fraction = 0.1
+    test: Fraction = 0.2
+    stratify: bool = True
+
+    @model_validator(mode="after")
+    def _leave_train(self) -> SplitSpec:
+        if self.val + self.test >= 0.9:
+            raise ValueError(
+                f"val + test must be < 0.9 to leave a training set, got {self.val + self.test:g}"
+            )
+        return self
+
+
+class PreprocessSpec(StrictModel):
+    """Fitted on the train split only; the fitted constants go to the package."""
+
+    impute: Literal["mean", "median", "drop"] = "median"
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    dedupe: bool = False
+
+
+class AugmentSpec(StrictModel):
+    """Random image augmentation of the train split (each batch, seeded)."""
+
+    shift: Annotated[int, Field(ge=0, le=8)] = 0
+    rotate: Annotated[float, Field(ge=0.0, le=45.0)] = 0.0
+    noise: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    flip: bool = False
+
+
+class DataSpec(StrictModel):
+    """Source, target and split of the data."""
+
+    source: str = Field(
+        description="scheme:arg — sklearn:NAME | csv:PATH | idx:DIR | cifar10:DIR | images:DIR",
+        examples=["sklearn:digits", "csv:data/patients.csv"],
+    )
+    target: str | None = Field(None, description="target column (csv sources)")
+    categorical: list[str] | None = Field(
+        None, description="csv columns to treat as categorical (default: detected)"
+    )
+    missing: list[str] = Field(
+        default_factory=lambda: ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?"],
+        description="csv cell values read as missing",
+    )
+    image_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = Field(
+        None, description="images:DIR — resize every image to (height, width)"
+    )
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
+    augment: AugmentSpec | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        scheme, sep, arg = v.partition(":")
+        if not sep or not arg:
+            raise ValueError(f"must be 'scheme:arg' like 'sklearn:digits', got '{v}'")
+        if scheme not in SOURCE_SCHEMES:
+            from canonml.registry import did_you_mean
+
+            hint = did_you_mean(scheme, list(SOURCE_SCHEMES))
+            raise ValueError(
+                f"unknown scheme '{scheme}'{hint} known: {', '.join(SOURCE_SCHEMES)}"
+            )
+        if scheme == "sklearn" and arg not in SKLEARN_DATASETS:
+            raise ValueError(
+                f"unknown scikit-learn data set '{arg}'; known: {', '.join(SKLEARN_DATASETS)}"
+            )
+        return v
+
+    @property
+    def scheme(self) -> str:
+        return self.source.partition(":")[0]
+
+    @property
+    def is_image_source(self) -> bool:
+        return self.scheme in ("idx", "cifar10", "images") or self.source == "sklearn:digits"
+
+

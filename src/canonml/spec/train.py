@@ -1,0 +1,67 @@
+"""``train:`` — the loop: optimizer, schedule, regularisation, early stopping, threads."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from canonml.spec.base import StrictModel
+
+Positive = Annotated[float, Field(gt=0.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+
+class OptimizerSpec(StrictModel):
+    name: Literal["sgd", "momentum", "adam", "adamw"] = "adam"
+    lr: Positive = 1.0e-3
+    weight_decay: NonNegative = 0.0
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+
+
+class ScheduleSpec(StrictModel):
+    """Learning-rate schedule; ``step`` and ``plateau`` use ``gamma``."""
+
+    name: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
+    step_size: Annotated[int, Field(gt=0)] = 10
+    gamma: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    patience: Annotated[int, Field(ge=0)] = 3
+    warmup: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.3
+
+
+class EarlyStoppingSpec(StrictModel):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs; restore the best weights."""
+
+    monitor: str = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: Annotated[int, Field(ge=1)] = 5
+    min_delta: NonNegative = 0.0
+    restore_best: bool = True
+
+
+class RegularizationSpec(StrictModel):
+    l1: NonNegative = 0.0
+    l2: NonNegative = 0.0
+
+
+class TrainSpec(StrictModel):
+    epochs: Annotated[int, Field(gt=0, le=100_000)] = 30
+    batch_size: Annotated[int, Field(gt=0)] = 64
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
+    grad_clip: Positive | None = Field(None, description="clip the gradient norm to this value")
+    early_stopping: EarlyStoppingSpec | None = None
+    loss: Literal["auto", "cross_entropy", "mse", "mae", "huber"] = "auto"
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    threads: Literal["auto"] | Annotated[int, Field(gt=0, le=256)] = Field(
+        "auto",
+        description="torch intra-op threads; auto: 1 for small models, else all cores",
+    )
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, v: object) -> object:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 256):
+            return v
+        raise ValueError(f"must be 'auto' or a whole number from 1 to 256, got {v!r}")

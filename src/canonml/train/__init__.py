@@ -1,0 +1,1 @@
+"""Training: a generic loop (``fit``), per-task steps, optimizers, callbacks, checkpoints."""

@@ -1,0 +1,147 @@
+"""Callbacks: the pieces of training that are not the loop (schedules, early stopping, files).
+
+A callback whose state must survive a restart implements ``state_dict``/``load_state_dict``;
+the checkpoint stores them by ``key``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from canonml.errors import SpecError
+from canonml.io import atomic_write
+from canonml.spec.train import EarlyStoppingSpec
+from canonml.train.optim import Schedule
+
+if TYPE_CHECKING:
+    from canonml.train.loop import TrainState
+
+MAXIMISED = ("accuracy", "f1", "auc", "r2", "precision", "recall")
+
+
+class Callback:
+    key = ""
+
+    def on_train_begin(self, state: TrainState) -> None: ...
+    def on_epoch_begin(self, state: TrainState) -> None: ...
+    def on_batch_end(self, state: TrainState, batch: int, loss: torch.Tensor) -> None: ...
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None: ...
+    def on_train_end(self, state: TrainState) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def is_maximised(monitor: str, mode: str = "auto") -> bool:
+    if mode != "auto":
+        return mode == "max"
+    return any(word in monitor for word in MAXIMISED)
+
+
+def monitored(logs: dict[str, Any], monitor: str, path: str) -> float:
+    if monitor not in logs:
+        known = ", ".join(k for k in logs if k not in ("epoch", "seconds", "lr"))
+        raise SpecError(path, f"'{monitor}' is not logged during training; logged: {known}")
+    return float(logs[monitor])
+
+
+class Improvement:
+    """Tracks the best value of a monitored log."""
+
+    def __init__(self, maximise: bool, min_delta: float = 0.0) -> None:
+        self.maximise, self.min_delta = maximise, min_delta
+        self.best = -math.inf if maximise else math.inf
+
+    def update(self, value: float) -> bool:
+        better = (value > self.best + self.min_delta) if self.maximise else (
+            value < self.best - self.min_delta)
+        if better:
+            self.best = value
+        return better
+
+
+class LRSchedule(Callback):
+    key = "schedule"
+
+    def __init__(self, schedule: Schedule, monitor: str) -> None:
+        self.schedule, self.monitor = schedule, monitor
+
+    def on_batch_end(self, state: TrainState, batch: int, loss: torch.Tensor) -> None:
+        self.schedule.step_batch()
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        metric = monitored(logs, self.monitor, "train.schedule") if self.schedule.needs_metric \
+            else None
+        self.schedule.step_epoch(metric)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.schedule.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.schedule.load_state_dict(state)
+
+
+class EarlyStopping(Callback):
+    """Stop after ``patience`` epochs without improvement; optionally restore the best weights."""
+
+    key = "early_stopping"
+
+    def __init__(self, spec: EarlyStoppingSpec, model: torch.nn.Module) -> None:
+        self.spec, self.model = spec, model
+        self.track = Improvement(is_maximised(spec.monitor, spec.mode), spec.min_delta)
+        self.wait, self.best_epoch = 0, 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        value = monitored(logs, self.spec.monitor, "train.early_stopping.monitor")
+        if self.track.update(value):
+            self.wait, self.best_epoch = 0, state.epoch
+            self.best_weights = copy.deepcopy(self.model.state_dict())
+        else:
+            self.wait += 1
+            state.stop = self.wait >= self.spec.patience
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self.spec.restore_best and self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.track.best, "wait": self.wait, "best_epoch": self.best_epoch,
+                "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.track.best, self.wait = state["best"], state["wait"]
+        self.best_epoch, self.best_weights = state["best_epoch"], state["best_weights"]
+
+
+class HistoryCSV(Callback):
+    """Rewrites ``history.csv`` (one row per epoch) atomically after every epoch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        write_history(self.path, state.history)
+
+
+def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    # seconds last: it is the one column that differs between identical runs.
+    columns = [c for c in columns if c != "seconds"] + (["seconds"] if "seconds" in columns else [])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write(path, buf.getvalue())

@@ -1,0 +1,78 @@
+"""Checkpoints: the whole training state after each epoch, written atomically.
+
+``last.pt`` holds model, optimizer, callbacks (schedule, early stopping), RNG states, epoch
+and history; it contains tensors and plain containers only and is read with
+``torch.load(weights_only=True)``. ``best.safetensors`` holds the best weights so far.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save as save_safetensors
+
+from canonml.errors import CheckpointError
+from canonml.io import atomic_write
+from canonml.train.callbacks import Callback, Improvement, is_maximised
+from canonml.train.loop import TrainState
+
+FORMAT = 1
+
+
+class Checkpointer(Callback):
+    """Saves ``last.pt`` every epoch and ``best.safetensors`` when ``monitor`` improves."""
+
+    def __init__(
+        self, directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+        callbacks: list[Callback], monitor: str,
+    ) -> None:
+        self.dir, self.model, self.optimizer = directory, model, optimizer
+        self.callbacks, self.monitor = callbacks, monitor
+        self.track = Improvement(is_maximised(monitor))
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        if self.monitor in logs and self.track.update(float(logs[self.monitor])):
+            weights = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+            atomic_write(self.dir / "best.safetensors", save_safetensors(weights))
+        payload = {
+            "format": FORMAT,
+            "epoch": state.epoch,
+            "stop": state.stop,
+            "history": state.history,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "callbacks": {cb.key: cb.state_dict() for cb in self.callbacks if cb.key},
+            "best": self.track.best,
+            "rng": {"torch": torch.get_rng_state(), "generator": state.generator.get_state()},
+        }
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        atomic_write(self.dir / "last.pt", buf.getvalue())
+
+
+def restore(
+    path: Path, state: TrainState, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    callbacks: list[Callback], checkpointer: Checkpointer,
+) -> None:
+    """Load ``last.pt`` into the live objects so ``fit`` continues at the next epoch."""
+    try:
+        payload = torch.load(path, weights_only=True)
+        if payload.get("format") != FORMAT:
+            raise ValueError(f"format {payload.get('format')!r}, expected {FORMAT}")
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        for cb in callbacks:
+            if cb.key:
+                cb.load_state_dict(payload["callbacks"][cb.key])
+        torch.set_rng_state(payload["rng"]["torch"])
+        state.generator.set_state(payload["rng"]["generator"])
+    except Exception as e:  # any failure here means the file cannot be used
+        raise CheckpointError(
+            f"{path}: corrupt or not a checkpoint of this run ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); delete it to start the run over"
+        ) from None
+    state.epoch, state.stop, state.history = payload["epoch"], payload["stop"], payload["history"]
+    checkpointer.track.best = payload["best"]

@@ -1,0 +1,108 @@
+"""Optimizers and learning-rate schedules, in registries keyed by their spec names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from canonml.registry import Registry
+from canonml.spec.train import OptimizerSpec, ScheduleSpec
+
+OptimizerBuilder = Callable[[OptimizerSpec, Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer", "train.optimizer.name")
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+@OPTIMIZERS.register("momentum")
+def _momentum(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        params, lr=spec.lr, momentum=spec.momentum, nesterov=True, weight_decay=spec.weight_decay
+    )
+
+
+@OPTIMIZERS.register("adam")
+def _adam(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+@OPTIMIZERS.register("adamw")
+def _adamw(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+class Schedule:
+    """A learning-rate schedule that knows whether it steps per batch or per epoch."""
+
+    def __init__(self, scheduler: Any, per_batch: bool, needs_metric: bool = False) -> None:
+        self.scheduler, self.per_batch, self.needs_metric = scheduler, per_batch, needs_metric
+
+    def step_batch(self) -> None:
+        if self.scheduler is not None and self.per_batch:
+            self.scheduler.step()
+
+    def step_epoch(self, metric: float | None) -> None:
+        if self.scheduler is None or self.per_batch:
+            return
+        if self.needs_metric:
+            self.scheduler.step(metric)
+        else:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state)
+
+
+ScheduleBuilder = Callable[[ScheduleSpec, torch.optim.Optimizer, int, int], Schedule]
+SCHEDULES: Registry[ScheduleBuilder] = Registry("schedule", "train.schedule.name")
+
+
+@SCHEDULES.register("none")
+def _none(spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps: int) -> Schedule:
+    return Schedule(None, per_batch=False)
+
+
+@SCHEDULES.register("step")
+def _step(spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps: int) -> Schedule:
+    return Schedule(torch.optim.lr_scheduler.StepLR(opt, spec.step_size, spec.gamma), False)
+
+
+@SCHEDULES.register("cosine")
+def _cosine(spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps: int) -> Schedule:
+    return Schedule(torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs), False)
+
+
+@SCHEDULES.register("onecycle")
+def _onecycle(spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps: int) -> Schedule:
+    max_lr = [group["lr"] for group in opt.param_groups]
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps, pct_start=spec.warmup
+    )
+    return Schedule(sched, per_batch=True)
+
+
+@SCHEDULES.register("plateau")
+def _plateau(spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps: int) -> Schedule:
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=spec.gamma, patience=spec.patience
+    )
+    return Schedule(sched, per_batch=False, needs_metric=True)
+
+
+def build_optimizer(spec: OptimizerSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(spec.name)(spec, model.parameters())
+
+
+def build_schedule(
+    spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps_per_epoch: int
+) -> Schedule:
+    return SCHEDULES.get(spec.name)(spec, opt, epochs, steps_per_epoch)

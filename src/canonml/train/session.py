@@ -1,0 +1,62 @@
+"""Wire one run's training: step, optimizer, schedule, callbacks, checkpoint, then ``fit``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from canonml.data.augment import make_augment
+from canonml.data.prepare import Prepared
+from canonml.rundir import RunDir
+from canonml.spec.root import Spec
+from canonml.train.callbacks import Callback, EarlyStopping, HistoryCSV, LRSchedule
+from canonml.train.checkpoint import Checkpointer, restore
+from canonml.train.loop import TrainState, fit
+from canonml.train.optim import build_optimizer, build_schedule
+from canonml.train.progress import ProgressReporter
+from canonml.train.steps import STEPS
+
+
+def train_model(
+    spec: Spec, model: torch.nn.Module, data: Prepared, run_dir: RunDir,
+    console: Console | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` as ``spec.train`` says, resuming from ``run_dir``'s last checkpoint."""
+    cfg = spec.train
+    state = TrainState()
+    state.generator.manual_seed(spec.seed)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    batches = max(1, math.ceil(len(data.train) / cfg.batch_size))
+    schedule = build_schedule(cfg.schedule, optimizer, cfg.epochs, batches)
+    has_val = len(data.val) > 0
+    monitor = "val_loss" if has_val else "train_loss"
+    callbacks: list[Callback] = [LRSchedule(schedule, monitor)]
+    if cfg.early_stopping is not None:
+        callbacks.append(EarlyStopping(cfg.early_stopping, model))
+    callbacks.append(HistoryCSV(run_dir.history))
+    best_monitor = cfg.early_stopping.monitor if cfg.early_stopping else monitor
+    checkpointer = Checkpointer(run_dir.checkpoints, model, optimizer, callbacks[:], best_monitor)
+    callbacks.append(checkpointer)
+    if console is not None:
+        callbacks.append(ProgressReporter(console, cfg.epochs, batches))
+    if run_dir.last_checkpoint.is_file():
+        restore(run_dir.last_checkpoint, state, model, optimizer, callbacks, checkpointer)
+    step = STEPS.get(spec.task)(model, optimizer, cfg, _augment(spec, data, state.generator))
+    train = (torch.from_numpy(data.train.x), torch.from_numpy(data.train.y))
+    val = (torch.from_numpy(data.val.x), torch.from_numpy(data.val.y)) if has_val else None
+    fit(step, train, val, epochs=cfg.epochs, batch_size=cfg.batch_size, state=state,
+        callbacks=callbacks)
+    return state.history
+
+
+def _augment(spec: Spec, data: Prepared, generator: torch.Generator) -> Any:
+    aug = spec.data.augment
+    if aug is None or data.kind != "image":
+        return None
+    # The background after preprocessing is where a raw 0 pixel lands: (0 - shift) / scale.
+    pre = data.preprocess
+    fill = -torch.tensor(pre["shift"]) / torch.tensor(pre["scale"])
+    return make_augment(aug, fill.float(), generator)
