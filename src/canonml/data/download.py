@@ -155,8 +155,15 @@ def _download(url: str, part: Path, timeout: float) -> None:
         if offset and response.status != 206:  # the server ignored Range: start over
             offset = 0
         log.info("downloading %s (from byte %d)", url, offset)
+        length = response.headers.get("Content-Length", "")
+        expected = int(length) if length.isdigit() else -1
+        got = 0
         with part.open("ab" if offset else "wb") as f:
-            shutil.copyfileobj(response, f, CHUNK)
+            while chunk := response.read(CHUNK):
+                got += f.write(chunk)
+    # http.client returns a short body without an error when the connection drops.
+    if got < expected:
+        raise ConnectionError(f"connection dropped after {got} of {expected} bytes; run again")
 
 
 def ensure(name: str, base_url: str | None = None, *, timeout: float | None = None) -> Path:

@@ -202,6 +202,13 @@ def test_empty_directory_and_missing_labels(tmp_path: Path) -> None:
         load(str(tmp_path))
 
 
+def test_zero_images_are_refused(tmp_path: Path) -> None:
+    write(tmp_path / "train-images-idx3-ubyte", np.zeros((0, 28, 28), np.uint8))
+    write(tmp_path / "train-labels-idx1-ubyte", np.zeros(0, np.uint8))
+    with pytest.raises(DataError, match="holds 0 images"):
+        load(str(tmp_path))
+
+
 def test_test_images_of_another_size_are_refused(tmp_path: Path) -> None:
     write_dir(tmp_path)
     write(tmp_path / "t10k-images-idx3-ubyte", np.zeros((5, 32, 32), np.uint8))

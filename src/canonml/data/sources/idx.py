@@ -52,7 +52,7 @@ def load_idx(arg: str, spec: DataSpec) -> Dataset:
             "use files from one data set",
             file=str(_find(root, "t10k", "images")),
         )
-    names = KNOWN_LABELS.get(arg) or _label_names(y, None if test is None else test[1])
+    names = list(KNOWN_LABELS.get(arg, [])) or _label_names(y, None if test is None else test[1])
     _check_labels(root, "train", y, len(names))
     pixel_max = 255.0 if x.dtype == np.uint8 else float(np.abs(x).max() or 1.0)
     test_ds = None
@@ -100,6 +100,8 @@ def _read_split(root: Path, prefix: str) -> tuple[np.ndarray, np.ndarray] | None
         )
     x = read_idx(images, ndim=3, what="images")
     y = read_idx(labels, ndim=1, what="labels")
+    if len(x) == 0:
+        raise DataError("the file holds 0 images; download it again", file=str(images))
     if len(x) != len(y):
         raise DataError(
             f"{len(y)} labels but {len(x)} images in {images.name}; "

@@ -1,0 +1,59 @@
+"""Shared fixtures: a CLI runner, tiny specs, and files in real formats."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# One intra-op thread: tests share 2 cores with each other and with servers they start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+class CliResult:
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        self.code, self.stdout, self.stderr = proc.returncode, proc.stdout, proc.stderr
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240) -> CliResult:
+    """Run ``canon ARGS`` in a fresh process, as a user would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "canonml", *args], capture_output=True, text=True,
+        cwd=cwd, timeout=timeout, env={**os.environ, "COLUMNS": "120"},
+    )
+    return CliResult(proc)
+
+
+@pytest.fixture
+def cli() -> Any:
+    return run_cli
+
+
+def tiny_spec(**sections: Any) -> dict[str, Any]:
+    """A fast spec (iris, 2 epochs) with sections replaced by ``sections``."""
+    spec: dict[str, Any] = {
+        "name": "tiny",
+        "task": "classification",
+        "seed": 0,
+        "data": {"source": "sklearn:iris"},
+        "model": {"arch": "mlp", "hidden": [8]},
+        "train": {"epochs": 2, "batch_size": 16},
+    }
+    spec.update(sections)
+    return spec
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path) -> Any:
+    import yaml
+
+    def write(spec: dict[str, Any], name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+        return path
+
+    return write
