@@ -56,7 +56,7 @@ class DataSpec(StrictModel):
     )
     target: str | None = Field(None, description="target column (csv sources)")
     categorical: list[str] | None = Field(
-        None, description="csv columns to treat as categorical (default: detected)"
+        None, description="csv columns to treat as categorical (others: categorical when most cells are not numbers)"
     )
     missing: list[str] = Field(
         default_factory=lambda: ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?"],

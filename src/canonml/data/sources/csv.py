@@ -1,8 +1,7 @@
 """``csv:PATH`` — a table with a header row; numeric and categorical feature columns.
 
 Row numbers in messages count the header as row 1, as a spreadsheet shows them. A column is
-categorical when listed in ``data.categorical`` or, if that is not given, when fewer than
-half of its filled cells are numbers; in a numeric column, a cell that is not a number is
+categorical when listed in ``data.categorical`` or when fewer than half of its filled cells are numbers; in a numeric column, a cell that is not a number is
 an error naming its row and column.
 """
 
@@ -93,16 +92,18 @@ def _categorical_columns(
     path: Path, header: list[str], rows: Rows, features: list[str], spec: DataSpec,
     missing: set[str],
 ) -> list[str]:
-    if spec.categorical is not None:
-        for i, col in enumerate(spec.categorical):
-            if col not in features:
-                raise SpecError(
-                    f"data.categorical[{i}]",
-                    f"'{col}' is not a feature column of '{path}'{did_you_mean(col, features)}",
-                )
-        return [c for c in features if c in spec.categorical]
+    for i, col in enumerate(spec.categorical or []):
+        if col not in features:
+            raise SpecError(
+                f"data.categorical[{i}]",
+                f"'{col}' is not a feature column of '{path}'{did_you_mean(col, features)}",
+            )
+    forced = set(spec.categorical or [])
     found = []
     for col in features:
+        if col in forced:
+            found.append(col)
+            continue
         j = header.index(col)
         filled = [c[j].strip() for _, c in rows if c[j].strip() not in missing]
         if filled and sum(_is_number(v) for v in filled) * 2 < len(filled):
