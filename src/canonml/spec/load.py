@@ -126,7 +126,7 @@ def _to_spec_error(e: ValidationError, raw: dict[str, Any]) -> SpecError:
     if isinstance(cause, CrossFieldError):
         return SpecError(cause.path, str(cause))
     given = _given(raw, loc)
-    problem = _problem(err, loc)
+    problem = _problem(err, loc, raw)
     if err["type"] == "union_tag_invalid":
         path = f"{path}.arch" if path else "arch"
     elif (
@@ -180,7 +180,7 @@ def _show(v: Any) -> str:
 _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 
-def _problem(err: Any, loc: tuple[int | str, ...]) -> str:
+def _problem(err: Any, loc: tuple[int | str, ...], raw: Any) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind in _BOUNDS:
         key = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt",
@@ -189,7 +189,7 @@ def _problem(err: Any, loc: tuple[int | str, ...]) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":
-        return _unknown_key(loc)
+        return _unknown_key(loc, raw)
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
     if kind == "union_tag_invalid":
@@ -202,35 +202,40 @@ def _problem(err: Any, loc: tuple[int | str, ...]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _unknown_key(loc: tuple[int | str, ...]) -> str:
+def _unknown_key(loc: tuple[int | str, ...], raw: Any) -> str:
     key = str(loc[-1])
-    fields = _fields_at(loc[:-1])
+    fields = _fields_at(loc[:-1], raw)
     hint = did_you_mean(key, fields) if fields else ""
     known = f" known: {', '.join(fields)}" if fields and not hint else ""
     return f"unknown key '{key}'{hint}{known}"
 
 
-def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+def _fields_at(loc: tuple[int | str, ...], raw: Any) -> list[str]:
     """Field names of the spec section at ``loc`` (for did-you-mean on a typo'd key)."""
     model: Any = Spec
+    node = raw
     for part in loc:
         if isinstance(part, int) or model is None:
             return []
         field = model.model_fields.get(part)
         if field is None:
             return []
-        model = _section_type(field.annotation)
+        node = node.get(part) if isinstance(node, dict) else None
+        model = _section_type(field.annotation, node)
     return sorted(model.model_fields) if model is not None else []
 
 
-def _section_type(annotation: Any) -> type[BaseModel] | None:
+def _section_type(annotation: Any, node: Any) -> type[BaseModel] | None:
+    """The section model of a field; for a union on ``arch``, the member ``node`` names."""
     import typing
 
-    candidates = [annotation, *typing.get_args(annotation)]
-    for c in candidates:
-        if isinstance(c, type) and issubclass(c, BaseModel):
-            return c
-        for inner in typing.get_args(c):
-            if isinstance(inner, type) and issubclass(inner, BaseModel):
-                return inner
-    return None
+    members: list[type[BaseModel]] = []
+    for c in [annotation, *typing.get_args(annotation)]:
+        for t in [c, *typing.get_args(c)]:
+            if isinstance(t, type) and issubclass(t, BaseModel) and t not in members:
+                members.append(t)
+    arch = node.get("arch") if isinstance(node, dict) else None
+    for t in members:
+        if arch is not None and t.model_fields.get("arch") and t.model_fields["arch"].default == arch:
+            return t
+    return members[0] if members else None
