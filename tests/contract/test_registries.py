@@ -1,0 +1,90 @@
+"""Contract tests over every registry: spec names equal registry names, every entry works."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+import torch
+import yaml
+
+from canonml.data.sources import SOURCES
+from canonml.evaluate.metrics import METRICS
+from canonml.models import MODELS, build_model
+from canonml.registry import Registry
+from canonml.spec import load_spec, spec_to_yaml
+from canonml.spec.data import SOURCE_SCHEMES
+from canonml.spec.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from canonml.spec.model import CNNSpec, MLPSpec, ModelSpec
+from canonml.spec.root import Task
+from canonml.spec.train import OptimizerSpec, ScheduleSpec
+from canonml.train.optim import OPTIMIZERS, SCHEDULES
+from canonml.train.steps import STEPS
+from tests.conftest import tiny_spec
+
+
+def literal_values(model: type, field: str) -> set[str]:
+    return set(typing.get_args(model.model_fields[field].annotation))
+
+
+def union_tags() -> set[str]:
+    members = typing.get_args(typing.get_args(ModelSpec)[0])
+    return {m.model_fields["arch"].default for m in members}
+
+
+@pytest.mark.parametrize(("registry", "names"), [
+    (SOURCES, set(SOURCE_SCHEMES)),
+    (MODELS, union_tags()),
+    (OPTIMIZERS, literal_values(OptimizerSpec, "name")),
+    (SCHEDULES, literal_values(ScheduleSpec, "name")),
+    (STEPS, set(typing.get_args(Task))),
+    (METRICS, set(CLASSIFICATION_METRICS) | set(REGRESSION_METRICS)),
+], ids=lambda v: v.kind if isinstance(v, Registry) else "")
+def test_registry_names_equal_spec_names(registry: Registry[object], names: set[str]) -> None:
+    assert set(registry.names()) == names
+
+
+def test_a_miss_names_the_spec_path_and_suggests() -> None:
+    with pytest.raises(Exception, match=r"model.arch: unknown model 'mpl'; did you mean 'mlp'\? "
+                                        r"known: cnn, mlp"):
+        MODELS.get("mpl")
+
+
+MODEL_CASES = {
+    "mlp": (MLPSpec(hidden=[8, 4], batch_norm=True, dropout=0.1), (3, 8, 8)),
+    "cnn": (CNNSpec(channels=[4, 8], dense=[8], batch_norm=True), (1, 8, 8)),
+}
+
+
+@pytest.mark.parametrize("arch", MODELS.names())
+def test_every_model_builds_runs_and_round_trips(arch: str) -> None:
+    spec, shape = MODEL_CASES[arch]
+    torch.manual_seed(0)
+    model = build_model(spec, shape, 5)
+    full = load_spec(tiny_spec(model=spec.model_dump()))
+    again = load_spec(yaml.safe_load(spec_to_yaml(full)))
+    assert again.model == spec
+    torch.manual_seed(0)
+    rebuilt = build_model(again.model, shape, 5)
+    for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert model(torch.randn(2, *shape)).shape == (2, 5)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_every_optimizer_takes_a_step(name: str) -> None:
+    model = torch.nn.Linear(3, 1)
+    opt = OPTIMIZERS.get(name)(OptimizerSpec(name=name, lr=0.1), model.parameters())
+    before = model.weight.detach().clone()
+    model(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    assert not torch.equal(before, model.weight)
+
+
+@pytest.mark.parametrize("name", METRICS.names())
+def test_every_metric_is_perfect_on_a_perfect_prediction(name: str) -> None:
+    import numpy as np
+
+    y = np.array([0, 1, 2, 1, 0, 2])
+    value = METRICS.get(name)(y, y)
+    assert value == (0.0 if name in ("mse", "rmse", "mae") else 1.0)
