@@ -22,8 +22,12 @@ class CliResult:
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240) -> CliResult:
     """Run ``canon ARGS`` in a fresh process, as a user would."""
     proc = subprocess.run(
-        [sys.executable, "-m", "canonml", *args], capture_output=True, text=True,
-        cwd=cwd, timeout=timeout, env={**os.environ, "COLUMNS": "120"},
+        [sys.executable, "-m", "canonml", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "120"},
     )
     return CliResult(proc)
 

@@ -17,8 +17,15 @@ if TYPE_CHECKING:
     from canonml.pipeline import RunResult, run
 
 __all__ = [
-    "CanonError", "DataError", "RunResult", "Spec", "SpecError", "__version__", "json_schema",
-    "load_spec", "run",
+    "CanonError",
+    "DataError",
+    "RunResult",
+    "Spec",
+    "SpecError",
+    "__version__",
+    "json_schema",
+    "load_spec",
+    "run",
 ]
 
 

@@ -64,8 +64,9 @@ def run(
 
     try:
         sets = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
-        source = None if (resume and spec is None and template is None) else \
-            _spec_source(spec, template)
+        source = (
+            None if (resume and spec is None and template is None) else _spec_source(spec, template)
+        )
         result = run_spec(source, out_dir, overrides=sets, resume=resume, console=err)
     except CanonError as e:
         fail(e)
@@ -90,8 +91,9 @@ def validate(spec: SpecArg = None, template: TemplateOpt = None, overrides: SetO
         resolved = load_spec(_spec_source(spec, template), overrides or [])
     except CanonError as e:
         fail(e)
-    out.print(f"ok: {resolved.name} ({resolved.task}, {resolved.model.arch}, "
-              f"{resolved.data.source})")
+    out.print(
+        f"ok: {resolved.name} ({resolved.task}, {resolved.model.arch}, {resolved.data.source})"
+    )
 
 
 @app.command()

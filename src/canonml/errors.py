@@ -50,6 +50,4 @@ class MissingExtraError(CanonError):
     """An optional dependency is not installed; the message gives the exact pip command."""
 
     def __init__(self, module: str, extra: str) -> None:
-        super().__init__(
-            f"this needs the '{module}' package: pip install 'canonml[{extra}]'"
-        )
+        super().__init__(f"this needs the '{module}' package: pip install 'canonml[{extra}]'")

@@ -7,6 +7,7 @@ import typing
 import pytest
 import torch
 import yaml
+from tests.conftest import tiny_spec
 
 from canonml.data.sources import SOURCES
 from canonml.evaluate.metrics import METRICS
@@ -20,7 +21,6 @@ from canonml.spec.root import Task
 from canonml.spec.train import OptimizerSpec, ScheduleSpec
 from canonml.train.optim import OPTIMIZERS, SCHEDULES
 from canonml.train.steps import STEPS
-from tests.conftest import tiny_spec
 
 
 def literal_values(model: type, field: str) -> set[str]:
@@ -32,21 +32,28 @@ def union_tags() -> set[str]:
     return {m.model_fields["arch"].default for m in members}
 
 
-@pytest.mark.parametrize(("registry", "names"), [
-    (SOURCES, set(SOURCE_SCHEMES)),
-    (MODELS, union_tags()),
-    (OPTIMIZERS, literal_values(OptimizerSpec, "name")),
-    (SCHEDULES, literal_values(ScheduleSpec, "name")),
-    (STEPS, set(typing.get_args(Task))),
-    (METRICS, set(CLASSIFICATION_METRICS) | set(REGRESSION_METRICS)),
-], ids=lambda v: v.kind if isinstance(v, Registry) else "")
+@pytest.mark.parametrize(
+    ("registry", "names"),
+    [
+        (SOURCES, set(SOURCE_SCHEMES)),
+        (MODELS, union_tags()),
+        (OPTIMIZERS, literal_values(OptimizerSpec, "name")),
+        (SCHEDULES, literal_values(ScheduleSpec, "name")),
+        (STEPS, set(typing.get_args(Task))),
+        (METRICS, set(CLASSIFICATION_METRICS) | set(REGRESSION_METRICS)),
+    ],
+    ids=lambda v: v.kind if isinstance(v, Registry) else "",
+)
 def test_registry_names_equal_spec_names(registry: Registry[object], names: set[str]) -> None:
     assert set(registry.names()) == names
 
 
 def test_a_miss_names_the_spec_path_and_suggests() -> None:
-    with pytest.raises(Exception, match=r"model.arch: unknown model 'mpl'; did you mean 'mlp'\? "
-                                        r"known: cnn, mlp"):
+    with pytest.raises(
+        Exception,
+        match=r"model.arch: unknown model 'mpl'; did you mean 'mlp'\? "
+        r"known: cnn, mlp",
+    ):
         MODELS.get("mpl")
 
 

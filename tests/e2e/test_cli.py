@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import tiny_spec
 from typer.testing import CliRunner
 
 from canonml.cli import app
-from tests.conftest import tiny_spec
 
 runner = CliRunner()
 
@@ -21,8 +21,10 @@ def invoke(*args: str) -> Any:
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-@pytest.mark.parametrize("command", ["--help", "run --help", "validate --help", "schema --help",
-                                     "init --help", "templates --help"])
+@pytest.mark.parametrize(
+    "command",
+    ["--help", "run --help", "validate --help", "schema --help", "init --help", "templates --help"],
+)
 def test_every_command_has_help_with_an_example(command: str) -> None:
     result = invoke(*command.split())
     assert result.exit_code == 0
@@ -38,15 +40,20 @@ def test_light_commands_do_not_import_torch(tmp_path: Path, write_spec: Any) -> 
         "heavy = [m for m in ('torch', 'sklearn', 'mlflow') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
 
 def test_templates_lists_the_builtins() -> None:
     result = invoke("templates")
-    for name in ("digits-mlp", "digits-cnn", "breast-cancer", "diabetes-regression", "wine",
-                 "iris"):
+    for name in (
+        "digits-mlp",
+        "digits-cnn",
+        "breast-cancer",
+        "diabetes-regression",
+        "wine",
+        "iris",
+    ):
         assert name in result.output
 
 
@@ -80,32 +87,58 @@ def csv_file(text: str) -> Any:
     def make(d: Path) -> str:
         (d / "data.csv").write_text(text, encoding="utf-8")
         return f"csv:{d / 'data.csv'}"
+
     return make
 
 
 BAD_RUNS = [
     ("unknown key", {"trian": {}}, None, "trian: unknown key 'trian'; did you mean 'train'?"),
-    ("negative lr", {"train": {"optimizer": {"lr": -1}}}, None,
-     "train.optimizer.lr: must be > 0.0, got -1"),
-    ("missing csv", {"data": {"source": "csv:nope.csv", "target": "y"}}, None,
-     "csv file not found"),
-    ("non-numeric cell", {"data": {"target": "y"}},
-     csv_file("age,y\n1,a\n2,b\n3,a\nabc,b\n5,a\n"), "row 5: 'abc' is not a number"),
+    (
+        "negative lr",
+        {"train": {"optimizer": {"lr": -1}}},
+        None,
+        "train.optimizer.lr: must be > 0.0, got -1",
+    ),
+    (
+        "missing csv",
+        {"data": {"source": "csv:nope.csv", "target": "y"}},
+        None,
+        "csv file not found",
+    ),
+    (
+        "non-numeric cell",
+        {"data": {"target": "y"}},
+        csv_file("age,y\n1,a\n2,b\n3,a\nabc,b\n5,a\n"),
+        "row 5: 'abc' is not a number",
+    ),
     ("IDX wrong magic", {"data": {}}, idx_wrong_magic, "magic"),
     ("truncated CIFAR", {"data": {}}, cifar_truncated, "not a multiple of 3073"),
     ("empty data set", {"data": {"target": "y"}}, csv_file("age,y\n"), "empty data set"),
-    ("missing target column", {"data": {"target": "label"}}, csv_file("age,y\n1,a\n"),
-     "data.target: column 'label' is not in csv file"),
+    (
+        "missing target column",
+        {"data": {"target": "label"}},
+        csv_file("age,y\n1,a\n"),
+        "data.target: column 'label' is not in csv file",
+    ),
     ("cnn on tabular data", {"model": {"arch": "cnn"}}, None, "model.arch: cnn needs image"),
-    ("key of another arch", {"model": {"arch": "cnn", "hidden": [3]}}, None,
-     "model.hidden: unknown key 'hidden' known: activation, arch, batch_norm, channels"),
+    (
+        "key of another arch",
+        {"model": {"arch": "cnn", "hidden": [3]}},
+        None,
+        "model.hidden: unknown key 'hidden' known: activation, arch, batch_norm, channels",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "change", "make_source", "message"), BAD_RUNS,
-                         ids=[row[0] for row in BAD_RUNS])
+@pytest.mark.parametrize(
+    ("case", "change", "make_source", "message"), BAD_RUNS, ids=[row[0] for row in BAD_RUNS]
+)
 def test_bad_input_exits_2_with_one_line_naming_the_place(
-    tmp_path: Path, write_spec: Any, case: str, change: dict[str, Any], make_source: Any,
+    tmp_path: Path,
+    write_spec: Any,
+    case: str,
+    change: dict[str, Any],
+    make_source: Any,
     message: str,
 ) -> None:
     spec = tiny_spec()

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.conftest import tiny_spec
 
 import canonml
 from canonml.spec import template_names
-from tests.conftest import tiny_spec
 
 
 def test_run_writes_the_run_directory(tmp_path: Path) -> None:
@@ -43,8 +43,9 @@ def test_run_writes_the_run_directory(tmp_path: Path) -> None:
 
 
 def test_same_seed_gives_byte_identical_metrics(tmp_path: Path) -> None:
-    spec = tiny_spec(model={"arch": "mlp", "hidden": [16], "dropout": 0.3},
-                     train={"epochs": 4, "batch_size": 8})
+    spec = tiny_spec(
+        model={"arch": "mlp", "hidden": [16], "dropout": 0.3}, train={"epochs": 4, "batch_size": 8}
+    )
     a = canonml.run(spec, tmp_path / "a").run_dir / "metrics.json"
     b = canonml.run(spec, tmp_path / "b").run_dir / "metrics.json"
     assert a.read_bytes() == b.read_bytes()
@@ -70,23 +71,37 @@ def test_csv_with_categories_and_missing_cells_trains(tmp_path: Path) -> None:
         sick = i % 2
         age = "NA" if i % 7 == 0 else str(40 + 10 * sick + i % 5)
         smoker = "" if i % 11 == 0 else ("yes" if sick else "no")
-        rows.append(f"{age},{'F' if i % 3 else 'M'},{smoker},{20 + i % 9},"
-                    f"{'sick' if sick else 'healthy'}")
+        rows.append(
+            f"{age},{'F' if i % 3 else 'M'},{smoker},{20 + i % 9},{'sick' if sick else 'healthy'}"
+        )
     (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
-    spec = tiny_spec(data={"source": f"csv:{tmp_path / 'p.csv'}", "target": "outcome"},
-                     train={"epochs": 30, "batch_size": 8, "optimizer": {"lr": 0.01}})
+    spec = tiny_spec(
+        data={"source": f"csv:{tmp_path / 'p.csv'}", "target": "outcome"},
+        train={"epochs": 30, "batch_size": 8, "optimizer": {"lr": 0.01}},
+    )
     result = canonml.run(spec, tmp_path / "runs")
     assert result.metrics["accuracy"] >= 0.9
     pre = json.loads((result.run_dir / "preprocess.json").read_text())
     assert [c["name"] for c in pre["categorical"]] == ["sex", "smoker"]
     assert pre["output_features"] == ["age", "bmi", "sex=F", "sex=M", "smoker=no", "smoker=yes"]
     assert json.loads((result.run_dir / "data.json").read_text())["label_names"] == [
-        "healthy", "sick"]
+        "healthy",
+        "sick",
+    ]
 
 
 def test_cli_prints_run_dir_and_metrics(tmp_path: Path, cli: Any) -> None:
-    result = cli("run", "--template", "iris", "--set", "train.epochs=2", "--seed", "3",
-                 "--out", str(tmp_path))
+    result = cli(
+        "run",
+        "--template",
+        "iris",
+        "--set",
+        "train.epochs=2",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path),
+    )
     assert result.code == 0, result.stderr
     assert "run directory:" in result.stdout and "accuracy" in result.stdout
     run_dir = Path(result.stdout.split("run directory:")[1].split()[0])
@@ -104,8 +119,9 @@ MUST_HOLD = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "metric", "floor"), MUST_HOLD)
-def test_templates_reach_their_quality(tmp_path: Path, name: str, metric: str,
-                                       floor: float) -> None:
+def test_templates_reach_their_quality(
+    tmp_path: Path, name: str, metric: str, floor: float
+) -> None:
     result = canonml.run(f"template:{name}", tmp_path)
     assert result.metrics[metric] >= floor, result.metrics
 
@@ -113,12 +129,23 @@ def test_templates_reach_their_quality(tmp_path: Path, name: str, metric: str,
 @pytest.mark.slow
 def test_kill_mid_epoch_and_resume_gives_the_same_metrics(tmp_path: Path) -> None:
     sets = ["--set", "train.epochs=8", "--set", "train.early_stopping.patience=3"]
-    baseline = canonml.run("template:digits-cnn", tmp_path / "whole",
-                           overrides=[s for s in sets if s != "--set"])
+    baseline = canonml.run(
+        "template:digits-cnn", tmp_path / "whole", overrides=[s for s in sets if s != "--set"]
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "canonml", "run", "--template", "digits-cnn", *sets,
-         "--out", str(tmp_path / "killed")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "canonml",
+            "run",
+            "--template",
+            "digits-cnn",
+            *sets,
+            "--out",
+            str(tmp_path / "killed"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     last = _wait_for_checkpoint(tmp_path / "killed", proc)
     time.sleep(0.15)  # inside the next epoch
@@ -128,7 +155,8 @@ def test_kill_mid_epoch_and_resume_gives_the_same_metrics(tmp_path: Path) -> Non
     assert not (run_dir / "metrics.json").exists(), "killed before the end"
     resumed = canonml.run(None, resume=run_dir)
     assert (run_dir / "metrics.json").read_bytes() == (
-        baseline.run_dir / "metrics.json").read_bytes()
+        baseline.run_dir / "metrics.json"
+    ).read_bytes()
     assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in baseline.history]
 
 

@@ -41,10 +41,13 @@ def _affine(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> t
     angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(spec.rotate)
     cos, sin = torch.cos(angle), torch.sin(angle)
     # affine_grid maps output to input coordinates in [-1, 1]; one pixel is 2/size.
-    theta = torch.stack([
-        torch.stack([cos, -sin, -shift[:, 0] * 2 / w], dim=1),
-        torch.stack([sin, cos, -shift[:, 1] * 2 / h], dim=1),
-    ], dim=1)  # (B, 2, 3)
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, -shift[:, 0] * 2 / w], dim=1),
+            torch.stack([sin, cos, -shift[:, 1] * 2 / h], dim=1),
+        ],
+        dim=1,
+    )  # (B, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     mode = "bilinear" if spec.rotate else "nearest"
     return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)

@@ -46,4 +46,4 @@ class Dataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int] | None:
-        return tuple(self.x.shape[1:]) if self.kind == "image" else None  # type: ignore[return-value]
+        return tuple(self.x.shape[1:]) if self.kind == "image" else None

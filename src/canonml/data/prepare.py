@@ -50,9 +50,15 @@ class Prepared:
     def describe(self) -> dict[str, Any]:
         """JSON-able description for the run directory (``data.json``)."""
         sizes = {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
-        return {"kind": self.kind, "input_shape": list(self.input_shape), "sizes": sizes,
-                "feature_names": self.feature_names, "label_names": self.label_names,
-                "fingerprint": self.fingerprint, **self.info}
+        return {
+            "kind": self.kind,
+            "input_shape": list(self.input_shape),
+            "sizes": sizes,
+            "feature_names": self.feature_names,
+            "label_names": self.label_names,
+            "fingerprint": self.fingerprint,
+            **self.info,
+        }
 
 
 def prepare(spec: Spec) -> Prepared:
@@ -67,22 +73,36 @@ def prepare(spec: Spec) -> Prepared:
     if spec.data.preprocess.dedupe:
         raw, info["duplicates_removed"] = _dedupe(raw)
     strat = raw.y if spec.task == "classification" else None
-    tr, va, te = split_indices(len(raw), strat, spec.data.split, spec.seed,
-                               has_test=official_test is not None)
+    tr, va, te = split_indices(
+        len(raw), strat, spec.data.split, spec.seed, has_test=official_test is not None
+    )
     train_raw = raw.take(tr)
     state = fit_preprocess(train_raw, spec.data.preprocess)
     splits = []
-    for part in (train_raw, raw.take(va), official_test if official_test is not None else raw.take(te)):
+    for part in (
+        train_raw,
+        raw.take(va),
+        official_test if official_test is not None else raw.take(te),
+    ):
         x, keep = apply_preprocess(state, part)
         splits.append(Split(x=x, y=_target_array(part.y[keep], spec.task)))
     if len(splits[0]) == 0:
-        raise DataError("no training rows left after preprocessing (data.preprocess.impute: "
-                        "drop removed them all; use mean or median)", path="data.preprocess")
+        raise DataError(
+            "no training rows left after preprocessing (data.preprocess.impute: "
+            "drop removed them all; use mean or median)",
+            path="data.preprocess",
+        )
     feature_names = state.get("output_features", raw.feature_names)
     return Prepared(
-        train=splits[0], val=splits[1], test=splits[2], kind=raw.kind,
-        input_shape=tuple(splits[0].x.shape[1:]), feature_names=list(feature_names),
-        label_names=raw.label_names, preprocess=state, fingerprint=fingerprint(train_raw),
+        train=splits[0],
+        val=splits[1],
+        test=splits[2],
+        kind=raw.kind,
+        input_shape=tuple(splits[0].x.shape[1:]),
+        feature_names=list(feature_names),
+        label_names=raw.label_names,
+        preprocess=state,
+        fingerprint=fingerprint(train_raw),
         info=info,
     )
 
@@ -113,6 +133,5 @@ def _dedupe(raw: Dataset) -> tuple[Dataset, int]:
 def _same_labels(train: Dataset, test: Dataset) -> None:
     if train.label_names != test.label_names:
         raise DataError(
-            f"test split labels {test.label_names} differ from training labels "
-            f"{train.label_names}"
+            f"test split labels {test.label_names} differ from training labels {train.label_names}"
         )

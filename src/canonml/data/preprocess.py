@@ -40,8 +40,14 @@ def fit_preprocess(train: Dataset, spec: PreprocessSpec) -> State:
     outputs = [n["name"] for n in numeric] + [
         f"{c['name']}={v}" for c in categorical for v in c["categories"]
     ]
-    return {"kind": "tabular", "impute": spec.impute, "method": spec.scale, "numeric": numeric,
-            "categorical": categorical, "output_features": outputs}
+    return {
+        "kind": "tabular",
+        "impute": spec.impute,
+        "method": spec.scale,
+        "numeric": numeric,
+        "categorical": categorical,
+        "output_features": outputs,
+    }
 
 
 def apply_preprocess(state: State, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +70,13 @@ def apply_preprocess(state: State, data: Dataset) -> tuple[np.ndarray, np.ndarra
         x = np.where(np.isnan(data.x), fill, data.x)
         parts.append((x - shift) / scale)
     for c in state["categorical"]:
-        col = [c["fill"] if v is None else v for v in data.categorical[c["name"]]]
+        cells = [c["fill"] if v is None else v for v in data.categorical[c["name"]]]
         # Unknown categories (unseen in training) become all zeros.
-        parts.append(np.array([[v == k for k in c["categories"]] for v in col], dtype=np.float64)
-                     .reshape(n, len(c["categories"])))
+        parts.append(
+            np.array([[v == k for k in c["categories"]] for v in cells], dtype=np.float64).reshape(
+                n, len(c["categories"])
+            )
+        )
     x = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
     return x[keep].astype(np.float32), keep
 
@@ -76,8 +85,13 @@ def _fit_image(train: Dataset, spec: PreprocessSpec) -> State:
     # Per-channel constants over all train pixels: (N, C, H, W) → (C,).
     x = train.x.transpose(1, 0, 2, 3).reshape(train.x.shape[1], -1).T
     shift, scale = _affine(x, spec.scale, axis=0)
-    return {"kind": "image", "method": spec.scale, "shape": list(train.x.shape[1:]),
-            "shift": [float(v) for v in shift], "scale": [float(v) for v in scale]}
+    return {
+        "kind": "image",
+        "method": spec.scale,
+        "shape": list(train.x.shape[1:]),
+        "shift": [float(v) for v in shift],
+        "scale": [float(v) for v in scale],
+    }
 
 
 def _fill_values(x: np.ndarray, how: str) -> np.ndarray:

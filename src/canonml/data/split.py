@@ -33,7 +33,9 @@ def split_indices(
         if val_frac > 0:
             rel = val_frac / (1.0 - test_frac)
             train, val = train_test_split(
-                rest, test_size=rel, random_state=seed + 1,
+                rest,
+                test_size=rel,
+                random_state=seed + 1,
                 stratify=None if strata is None else strata[rest],
             )
         else:
@@ -41,7 +43,8 @@ def split_indices(
     except ValueError as e:
         raise DataError(
             f"cannot split {n} examples as data.split asks ({e}); use more data, smaller "
-            "fractions, or data.split.stratify: false", path="data.split",
+            "fractions, or data.split.stratify: false",
+            path="data.split",
         ) from None
     return np.sort(train), np.sort(val), np.sort(test)
 

@@ -56,7 +56,9 @@ class DataSpec(StrictModel):
     )
     target: str | None = Field(None, description="target column (csv sources)")
     categorical: list[str] | None = Field(
-        None, description="csv columns to treat as categorical (others: categorical when most cells are not numbers)"
+        None,
+        description="csv columns to treat as categorical "
+        "(others are categorical when most of their cells are not numbers)",
     )
     missing: list[str] = Field(
         default_factory=lambda: ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?"],
@@ -79,9 +81,7 @@ class DataSpec(StrictModel):
             from canonml.registry import did_you_mean
 
             hint = did_you_mean(scheme, list(SOURCE_SCHEMES))
-            raise ValueError(
-                f"unknown scheme '{scheme}'{hint} known: {', '.join(SOURCE_SCHEMES)}"
-            )
+            raise ValueError(f"unknown scheme '{scheme}'{hint} known: {', '.join(SOURCE_SCHEMES)}")
         if scheme == "sklearn" and arg not in SKLEARN_DATASETS:
             raise ValueError(
                 f"unknown scikit-learn data set '{arg}'; known: {', '.join(SKLEARN_DATASETS)}"
@@ -95,5 +95,3 @@ class DataSpec(StrictModel):
     @property
     def is_image_source(self) -> bool:
         return self.scheme in ("idx", "cifar10", "images") or self.source == "sklearn:digits"
-
-

@@ -25,8 +25,8 @@ def template_text(name: str) -> str:
     names = template_names()
     if name not in names:
         raise SpecError(
-            "--template", f"unknown template '{name}'{did_you_mean(name, names)} known: "
-            + ", ".join(names)
+            "--template",
+            f"unknown template '{name}'{did_you_mean(name, names)} known: " + ", ".join(names),
         )
     return (TEMPLATES / f"{name}.yaml").read_text(encoding="utf-8")
 
@@ -177,14 +177,23 @@ def _show(v: Any) -> str:
     return repr(v) if isinstance(v, str) else json.dumps(v, default=str)
 
 
-_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_BOUNDS = {
+    "greater_than": ">",
+    "greater_than_equal": ">=",
+    "less_than": "<",
+    "less_than_equal": "<=",
+}
 
 
 def _problem(err: Any, loc: tuple[int | str, ...], raw: Any) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind in _BOUNDS:
-        key = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt",
-               "less_than_equal": "le"}[kind]
+        key = {
+            "greater_than": "gt",
+            "greater_than_equal": "ge",
+            "less_than": "lt",
+            "less_than_equal": "le",
+        }[kind]
         return f"must be {_BOUNDS[kind]} {ctx[key]}"
     if kind == "missing":
         return "required key is missing"
@@ -236,6 +245,10 @@ def _section_type(annotation: Any, node: Any) -> type[BaseModel] | None:
                 members.append(t)
     arch = node.get("arch") if isinstance(node, dict) else None
     for t in members:
-        if arch is not None and t.model_fields.get("arch") and t.model_fields["arch"].default == arch:
+        if (
+            arch is not None
+            and t.model_fields.get("arch")
+            and t.model_fields["arch"].default == arch
+        ):
             return t
     return members[0] if members else None

@@ -24,9 +24,9 @@ class Spec(StrictModel):
     task: Task = "classification"
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     data: DataSpec
-    model: ModelSpec = Field(default_factory=MLPSpec)
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    model: ModelSpec = Field(default_factory=lambda: MLPSpec())
+    train: TrainSpec = Field(default_factory=lambda: TrainSpec())
+    evaluate: EvaluateSpec = Field(default_factory=lambda: EvaluateSpec())
 
     @model_validator(mode="after")
     def _cross_section(self) -> Spec:

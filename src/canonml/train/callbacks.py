@@ -62,8 +62,11 @@ class Improvement:
         self.best = -math.inf if maximise else math.inf
 
     def update(self, value: float) -> bool:
-        better = (value > self.best + self.min_delta) if self.maximise else (
-            value < self.best - self.min_delta)
+        better = (
+            (value > self.best + self.min_delta)
+            if self.maximise
+            else (value < self.best - self.min_delta)
+        )
         if better:
             self.best = value
         return better
@@ -79,8 +82,9 @@ class LRSchedule(Callback):
         self.schedule.step_batch()
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
-        metric = monitored(logs, self.monitor, "train.schedule") if self.schedule.needs_metric \
-            else None
+        metric = (
+            monitored(logs, self.monitor, "train.schedule") if self.schedule.needs_metric else None
+        )
         self.schedule.step_epoch(metric)
 
     def state_dict(self) -> dict[str, Any]:
@@ -115,8 +119,12 @@ class EarlyStopping(Callback):
             self.model.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.track.best, "wait": self.wait, "best_epoch": self.best_epoch,
-                "best_weights": self.best_weights}
+        return {
+            "best": self.track.best,
+            "wait": self.wait,
+            "best_epoch": self.best_epoch,
+            "best_weights": self.best_weights,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.track.best, self.wait = state["best"], state["wait"]

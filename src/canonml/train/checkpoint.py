@@ -26,8 +26,12 @@ class Checkpointer(Callback):
     """Saves ``last.pt`` every epoch and ``best.safetensors`` when ``monitor`` improves."""
 
     def __init__(
-        self, directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-        callbacks: list[Callback], monitor: str,
+        self,
+        directory: Path,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        callbacks: list[Callback],
+        monitor: str,
     ) -> None:
         self.dir, self.model, self.optimizer = directory, model, optimizer
         self.callbacks, self.monitor = callbacks, monitor
@@ -54,8 +58,12 @@ class Checkpointer(Callback):
 
 
 def restore(
-    path: Path, state: TrainState, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    callbacks: list[Callback], checkpointer: Checkpointer,
+    path: Path,
+    state: TrainState,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    callbacks: list[Callback],
+    checkpointer: Checkpointer,
 ) -> None:
     """Load ``last.pt`` into the live objects so ``fit`` continues at the next epoch."""
     try:

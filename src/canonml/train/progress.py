@@ -36,15 +36,27 @@ class ProgressReporter(Callback):
             return
         self._bar = Progress(
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-            BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=self.console, transient=True,
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
         )
         self._bar.start()
-        self._epoch_task = self._bar.add_task("epoch", total=self.batches, epoch=state.epoch + 1,
-                                              epochs=self.epochs, loss="-")
-        self._all = self._bar.add_task("all", total=self.epochs, completed=state.epoch,
-                                       epoch="all", epochs=self.epochs, loss="")
+        self._epoch_task = self._bar.add_task(
+            "epoch", total=self.batches, epoch=state.epoch + 1, epochs=self.epochs, loss="-"
+        )
+        self._all = self._bar.add_task(
+            "all",
+            total=self.epochs,
+            completed=state.epoch,
+            epoch="all",
+            epochs=self.epochs,
+            loss="",
+        )
 
     def on_epoch_begin(self, state: TrainState) -> None:
         if self._bar is not None:
@@ -60,11 +72,10 @@ class ProgressReporter(Callback):
         if self._bar is not None:
             self._bar.update(self._all, completed=state.epoch)
             return
-        shown = "  ".join(
-            f"{k} {v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds")
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds"))
+        self.console.print(
+            f"epoch {state.epoch}/{self.epochs}  {shown}  ({logs['seconds']:.2f}s)", highlight=False
         )
-        self.console.print(f"epoch {state.epoch}/{self.epochs}  {shown}  ({logs['seconds']:.2f}s)",
-                           highlight=False)
 
     def on_train_end(self, state: TrainState) -> None:
         if self._bar is not None:

@@ -21,7 +21,10 @@ from canonml.train.steps import STEPS
 
 
 def train_model(
-    spec: Spec, model: torch.nn.Module, data: Prepared, run_dir: RunDir,
+    spec: Spec,
+    model: torch.nn.Module,
+    data: Prepared,
+    run_dir: RunDir,
     console: Console | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` as ``spec.train`` says, resuming from ``run_dir``'s last checkpoint."""
@@ -47,8 +50,15 @@ def train_model(
     step = STEPS.get(spec.task)(model, optimizer, cfg, _augment(spec, data, state.generator))
     train = (torch.from_numpy(data.train.x), torch.from_numpy(data.train.y))
     val = (torch.from_numpy(data.val.x), torch.from_numpy(data.val.y)) if has_val else None
-    fit(step, train, val, epochs=cfg.epochs, batch_size=cfg.batch_size, state=state,
-        callbacks=callbacks)
+    fit(
+        step,
+        train,
+        val,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        state=state,
+        callbacks=callbacks,
+    )
     return state.history
 
 

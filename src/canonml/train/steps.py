@@ -7,7 +7,6 @@ and a whole split into validation logs.
 from __future__ import annotations
 
 import abc
-
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,10 @@ class Step(abc.ABC):
     """Shared mechanics; subclasses define ``loss`` and ``batch_metrics``."""
 
     def __init__(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, spec: TrainSpec,
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        spec: TrainSpec,
         augment: Augment | None = None,
     ) -> None:
         self.model, self.optimizer, self.spec, self.augment = model, optimizer, spec, augment

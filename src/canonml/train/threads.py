@@ -18,8 +18,9 @@ import torch
 HEAVY_BATCH_MACS = 200_000_000
 
 
-def choose_threads(setting: int | str, model: torch.nn.Module, sample: torch.Tensor,
-                   batch_size: int) -> int:
+def choose_threads(
+    setting: int | str, model: torch.nn.Module, sample: torch.Tensor, batch_size: int
+) -> int:
     """The thread count for ``setting`` ('auto' or a number) and this model and batch."""
     cores = os.cpu_count() or 1
     if setting != "auto":

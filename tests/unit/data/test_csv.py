@@ -51,8 +51,17 @@ def test_impute_and_one_hot_fitted_on_train_are_kept(patients: Path) -> None:
     assert smoker["categories"] == ["no", "yes"] and smoker["fill"] == "no"
     x, keep = apply_preprocess(state, data)
     assert keep.all() and x.dtype == np.float32
-    assert state["output_features"] == ["age", "bmi", "sex=F", "sex=M", "smoker=no",
-                                        "smoker=yes", "city=Lyon", "city=Nice", "city=Paris"]
+    assert state["output_features"] == [
+        "age",
+        "bmi",
+        "sex=F",
+        "sex=M",
+        "smoker=no",
+        "smoker=yes",
+        "city=Lyon",
+        "city=Nice",
+        "city=Paris",
+    ]
     assert x[2, 0] == 45.0  # imputed age
     np.testing.assert_array_equal(x[3, 4:6], [1.0, 0.0])  # missing smoker → mode 'no'
     # missing city → the mode; Lyon and Paris tie at 2, the first in sorted order wins
@@ -63,8 +72,9 @@ def test_unknown_category_at_inference_is_all_zeros(patients: Path, tmp_path: Pa
     state = fit_preprocess(load_source(spec_for(patients)), PreprocessSpec(scale="none"))
     other = tmp_path / "other.csv"
     other.write_text("age,sex,smoker,bmi,city,outcome\n40,F,no,20,Berlin,healthy\n")
-    x, _ = apply_preprocess(state, load_source(spec_for(other, categorical=["sex", "smoker",
-                                                                             "city"])))
+    x, _ = apply_preprocess(
+        state, load_source(spec_for(other, categorical=["sex", "smoker", "city"]))
+    )
     np.testing.assert_array_equal(x[0, 6:9], [0.0, 0.0, 0.0])
 
 
@@ -121,8 +131,9 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_missing_target_column_suggests(patients: Path) -> None:
-    with pytest.raises(SpecError, match="data.target: column 'outcom' is not in csv file .*did "
-                                        "you mean 'outcome'"):
+    with pytest.raises(
+        SpecError, match="data.target: column 'outcom' is not in csv file .*did you mean 'outcome'"
+    ):
         load_source(spec_for(patients, target="outcom"))
 
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import yaml
+from tests.conftest import tiny_spec
 
 from canonml.errors import SpecError
 from canonml.spec import json_schema, load_spec, spec_to_yaml, template_names
-from tests.conftest import tiny_spec
 
 BAD = [
     (["train.optimizer.lr=-1"], "train.optimizer.lr: must be > 0.0, got -1"),
@@ -56,8 +56,10 @@ def test_defaults_are_filled_and_round_trip() -> None:
 
 
 def test_overrides_parse_yaml_values() -> None:
-    spec = load_spec(tiny_spec(), ["train.epochs=7", "model.hidden=[4, 5]", "seed=3",
-                                   "train.early_stopping.patience=2"])
+    spec = load_spec(
+        tiny_spec(),
+        ["train.epochs=7", "model.hidden=[4, 5]", "seed=3", "train.early_stopping.patience=2"],
+    )
     assert (spec.train.epochs, spec.model.hidden, spec.seed) == (7, [4, 5], 3)
     assert spec.train.early_stopping is not None and spec.train.early_stopping.patience == 2
 
@@ -80,8 +82,14 @@ def test_every_template_validates(name: str) -> None:
 
 
 def test_required_templates_exist() -> None:
-    assert {"digits-mlp", "digits-cnn", "breast-cancer", "diabetes-regression", "wine",
-            "iris"} <= set(template_names())
+    assert {
+        "digits-mlp",
+        "digits-cnn",
+        "breast-cancer",
+        "diabetes-regression",
+        "wine",
+        "iris",
+    } <= set(template_names())
 
 
 def test_unknown_template_suggests() -> None:
@@ -99,6 +107,13 @@ def test_bad_yaml_names_the_line(tmp_path) -> None:  # type: ignore[no-untyped-d
 def test_json_schema_describes_every_section() -> None:
     schema = json_schema()
     json.dumps(schema)
-    assert set(schema["properties"]) == {"name", "task", "seed", "data", "model", "train",
-                                         "evaluate"}
+    assert set(schema["properties"]) == {
+        "name",
+        "task",
+        "seed",
+        "data",
+        "model",
+        "train",
+        "evaluate",
+    }
     assert schema["additionalProperties"] is False

@@ -26,7 +26,9 @@ def blobs(n: int = 120, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def setup(spec: TrainSpec, seed: int = 0) -> tuple[torch.nn.Module, ClassificationStep, list[Callback]]:
+def setup(
+    spec: TrainSpec, seed: int = 0
+) -> tuple[torch.nn.Module, ClassificationStep, list[Callback]]:
     torch.manual_seed(seed)
     model = build_model(MLPSpec(hidden=[16], dropout=0.2), (4,), 3)
     opt = build_optimizer(spec.optimizer, model)
@@ -42,8 +44,15 @@ def train(spec: TrainSpec, seed: int = 0) -> tuple[torch.nn.Module, TrainState]:
     state = TrainState()
     state.generator.manual_seed(seed)
     x, y = blobs()
-    fit(step, (x[:96], y[:96]), (x[96:], y[96:]), epochs=spec.epochs, batch_size=16,
-        state=state, callbacks=cbs)
+    fit(
+        step,
+        (x[:96], y[:96]),
+        (x[96:], y[96:]),
+        epochs=spec.epochs,
+        batch_size=16,
+        state=state,
+        callbacks=cbs,
+    )
     return model, state
 
 
@@ -60,17 +69,19 @@ def test_same_seed_same_weights_other_seed_different() -> None:
     a, _ = train(spec, 1)
     b, _ = train(spec, 1)
     c, _ = train(spec, 2)
-    for (_, pa), (_, pb), (_, pc) in zip(a.state_dict().items(), b.state_dict().items(),
-                                         c.state_dict().items(), strict=True):
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb)
-    assert not all(torch.equal(pa, pc) for pa, pc in zip(a.state_dict().values(),
-                                                         c.state_dict().values(), strict=True))
+    assert not all(
+        torch.equal(pa, pc)
+        for pa, pc in zip(a.state_dict().values(), c.state_dict().values(), strict=True)
+    )
 
 
 @pytest.mark.parametrize("name", SCHEDULES.names())
 def test_every_schedule_trains_and_changes_lr_as_designed(name: str) -> None:
-    spec = TrainSpec(epochs=6, optimizer={"lr": 0.1}, schedule={"name": name, "step_size": 2,
-                                                                  "patience": 0})
+    spec = TrainSpec(
+        epochs=6, optimizer={"lr": 0.1}, schedule={"name": name, "step_size": 2, "patience": 0}
+    )
     _, state = train(spec)
     lrs = [row["lr"] for row in state.history]
     if name == "none":
@@ -86,8 +97,11 @@ def test_every_schedule_trains_and_changes_lr_as_designed(name: str) -> None:
 
 
 def test_early_stopping_stops_and_restores_best() -> None:
-    spec = TrainSpec(epochs=200, optimizer={"lr": 0.05},
-                     early_stopping=EarlyStoppingSpec(monitor="val_loss", patience=3))
+    spec = TrainSpec(
+        epochs=200,
+        optimizer={"lr": 0.05},
+        early_stopping=EarlyStoppingSpec(monitor="val_loss", patience=3),
+    )
     model, state = train(spec)
     assert len(state.history) < 200
     best = min(row["val_loss"] for row in state.history)
@@ -104,8 +118,14 @@ def test_early_stopping_on_unlogged_metric_names_the_spec_path() -> None:
 
 def test_l1_l2_and_clipping_shrink_weights() -> None:
     plain, _ = train(TrainSpec(epochs=10, optimizer={"lr": 0.01}))
-    reg, _ = train(TrainSpec(epochs=10, optimizer={"lr": 0.01}, grad_clip=1.0,
-                             regularization={"l1": 1e-3, "l2": 1e-2}))
+    reg, _ = train(
+        TrainSpec(
+            epochs=10,
+            optimizer={"lr": 0.01},
+            grad_clip=1.0,
+            regularization={"l1": 1e-3, "l2": 1e-2},
+        )
+    )
     norm = lambda m: sum(float(p.detach().abs().sum()) for p in m.parameters() if p.ndim > 1)  # noqa: E731
     assert norm(reg) < norm(plain)
 
@@ -122,7 +142,9 @@ def test_regression_step_fits_a_line() -> None:
     assert state.history[-1]["val_mae"] < 0.05
 
 
-def _checkpointed(tmp_path: Path, epochs: int, spec: TrainSpec) -> tuple[torch.nn.Module, TrainState]:
+def _checkpointed(
+    tmp_path: Path, epochs: int, spec: TrainSpec
+) -> tuple[torch.nn.Module, TrainState]:
     run = RunDir(tmp_path)
     run.checkpoints.mkdir(exist_ok=True)
     model, step, cbs = setup(spec)
@@ -133,14 +155,22 @@ def _checkpointed(tmp_path: Path, epochs: int, spec: TrainSpec) -> tuple[torch.n
     if run.last_checkpoint.is_file():
         restore(run.last_checkpoint, state, model, step.optimizer, cbs, ckpt)
     x, y = blobs()
-    fit(step, (x[:96], y[:96]), (x[96:], y[96:]), epochs=epochs, batch_size=16, state=state,
-        callbacks=cbs)
+    fit(
+        step,
+        (x[:96], y[:96]),
+        (x[96:], y[96:]),
+        epochs=epochs,
+        batch_size=16,
+        state=state,
+        callbacks=cbs,
+    )
     return model, state
 
 
 def test_resume_from_checkpoint_equals_uninterrupted(tmp_path: Path) -> None:
-    spec = TrainSpec(epochs=6, schedule={"name": "onecycle"},
-                     early_stopping=EarlyStoppingSpec(patience=50))
+    spec = TrainSpec(
+        epochs=6, schedule={"name": "onecycle"}, early_stopping=EarlyStoppingSpec(patience=50)
+    )
     whole, whole_state = train(spec)
     _checkpointed(tmp_path, 3, spec)  # "interrupted" after 3 epochs
     assert (tmp_path / "checkpoints" / "best.safetensors").is_file()

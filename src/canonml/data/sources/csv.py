@@ -1,8 +1,9 @@
 """``csv:PATH`` — a table with a header row; numeric and categorical feature columns.
 
 Row numbers in messages count the header as row 1, as a spreadsheet shows them. A column is
-categorical when listed in ``data.categorical`` or when fewer than half of its filled cells are numbers; in a numeric column, a cell that is not a number is
-an error naming its row and column.
+categorical when listed in ``data.categorical`` or when fewer than half of its filled cells
+are numbers; in a numeric column, a cell that is not a number is an error naming its row and
+column.
 """
 
 from __future__ import annotations
@@ -49,8 +50,13 @@ def load_csv(arg: str, spec: DataSpec) -> Dataset:
         for col in categorical
     }
     raw_y = [cells[t].strip() for _, cells in rows]
-    return Dataset(x=x, y=np.array(raw_y, dtype=object), kind="tabular", feature_names=numeric,
-                   categorical=cats)
+    return Dataset(
+        x=x,
+        y=np.array(raw_y, dtype=object),
+        kind="tabular",
+        feature_names=numeric,
+        categorical=cats,
+    )
 
 
 def _read(path: Path) -> tuple[list[str], Rows]:
@@ -59,7 +65,9 @@ def _read(path: Path) -> tuple[list[str], Rows]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text (byte {e.start}); save it as UTF-8", file=str(path)) from None
+        raise DataError(
+            f"not UTF-8 text (byte {e.start}); save it as UTF-8", file=str(path)
+        ) from None
     try:
         dialect: type[csvlib.Dialect] | csvlib.Dialect = csvlib.Sniffer().sniff(
             text[:8192], delimiters=",;\t|"
@@ -80,7 +88,8 @@ def _read(path: Path) -> tuple[list[str], Rows]:
         if len(cells) != len(header):
             raise DataError(
                 f"has {len(cells)} cells but the header has {len(header)} columns",
-                file=str(path), row=reader.line_num,
+                file=str(path),
+                row=reader.line_num,
             )
         rows.append((reader.line_num, cells))
     if not rows:
@@ -89,7 +98,11 @@ def _read(path: Path) -> tuple[list[str], Rows]:
 
 
 def _categorical_columns(
-    path: Path, header: list[str], rows: Rows, features: list[str], spec: DataSpec,
+    path: Path,
+    header: list[str],
+    rows: Rows,
+    features: list[str],
+    spec: DataSpec,
     missing: set[str],
 ) -> list[str]:
     for i, col in enumerate(spec.categorical or []):
@@ -124,10 +137,13 @@ def _numbers(path: Path, rows: Rows, j: int, col: str, missing: set[str]) -> np.
             raise DataError(
                 f"'{v}' is not a number in numeric column '{col}' (fix the cell, add it to "
                 "data.missing, or list the column in data.categorical)",
-                file=str(path), row=n,
+                file=str(path),
+                row=n,
             ) from None
         if not math.isfinite(out[i]):
-            raise DataError(f"'{v}' is not a finite number in column '{col}'", file=str(path), row=n)
+            raise DataError(
+                f"'{v}' is not a finite number in column '{col}'", file=str(path), row=n
+            )
     if np.isnan(out).all():
         raise DataError(f"column '{col}' has no values at all; remove it", file=str(path))
     return out

@@ -28,8 +28,9 @@ def load_sklearn(arg: str, spec: DataSpec) -> Dataset:
             pixel_max=16.0,
         )
     if arg == "diabetes":
-        return Dataset(x=x, y=np.asarray(bunch.target, dtype=np.float64), kind="tabular",
-                       feature_names=names)
+        return Dataset(
+            x=x, y=np.asarray(bunch.target, dtype=np.float64), kind="tabular", feature_names=names
+        )
     return Dataset(
         x=x,
         y=np.asarray(bunch.target, dtype=np.int64),
