@@ -61,7 +61,7 @@ def _check_sizes(n: int, test: float, val: float, strata: np.ndarray | None) -> 
     if strata is not None:
         values, counts = np.unique(strata, return_counts=True)
         if counts.min() < 3 and (test > 0 or val > 0):
-            rare = values[counts.argmin()]
+            rare = values[counts.argmin()].item()
             raise DataError(
                 f"class {rare!r} has {counts.min()} example(s); a stratified split needs at "
                 "least 3 per class (add data or set data.split.stratify: false)",
