@@ -7,7 +7,6 @@ import typing
 import pytest
 import torch
 import yaml
-from tests.conftest import tiny_spec
 
 from canonml.data.sources import SOURCES
 from canonml.evaluate.metrics import METRICS
@@ -21,6 +20,7 @@ from canonml.spec.root import Task
 from canonml.spec.train import OptimizerSpec, ScheduleSpec
 from canonml.train.optim import OPTIMIZERS, SCHEDULES
 from canonml.train.steps import STEPS
+from tests.conftest import tiny_spec
 
 
 def literal_values(model: type, field: str) -> set[str]:

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import tiny_spec
 from typer.testing import CliRunner
 
 from canonml.cli import app
+from tests.conftest import tiny_spec
 
 runner = CliRunner()
 

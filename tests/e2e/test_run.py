@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import tiny_spec
 
 import canonml
 from canonml.spec import template_names
+from tests.conftest import tiny_spec
 
 
 def test_run_writes_the_run_directory(tmp_path: Path) -> None:

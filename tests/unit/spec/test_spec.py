@@ -6,10 +6,10 @@ import json
 
 import pytest
 import yaml
-from tests.conftest import tiny_spec
 
 from canonml.errors import SpecError
 from canonml.spec import json_schema, load_spec, spec_to_yaml, template_names
+from tests.conftest import tiny_spec
 
 BAD = [
     (["train.optimizer.lr=-1"], "train.optimizer.lr: must be > 0.0, got -1"),
