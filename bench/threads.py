@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,6 +34,7 @@ CASES: list[tuple[str, Any, tuple[int, ...], int]] = [
     ("wide-mlp", MLPSpec(hidden=[512, 512]), (784,), 256),
     ("mnist-cnn", CNNSpec(), (1, 28, 28), 64),
     ("cifar-cnn", CNNSpec(channels=[32, 64, 128]), (3, 32, 32), 64),
+    ("cifar-wide", CNNSpec(channels=[64, 128, 256]), (3, 32, 32), 64),
 ]
 CLASSES = 10
 
@@ -49,12 +51,12 @@ def _spin(ready: Any, stop: Any) -> None:
 def busy_cores(n: int) -> Iterator[None]:
     """Run ``n`` spinning processes for the duration of the block."""
     ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited OpenMP state
-    stop = ctx.Event()
-    procs = [(ctx.Process(target=_spin, args=(ctx.Event(), stop), daemon=True)) for _ in range(n)]
+    stop, ready = ctx.Event(), [ctx.Event() for _ in range(n)]
+    procs = [ctx.Process(target=_spin, args=(r, stop), daemon=True) for r in ready]
     for p in procs:
         p.start()
-    for p in procs:
-        p._args[0].wait(30)  # type: ignore[attr-defined]  # spinning before we measure
+    for r in ready:
+        r.wait(30)  # spinning before anything is measured
     try:
         yield
     finally:
@@ -70,7 +72,7 @@ def steps_per_second(step: ClassificationStep, x: torch.Tensor, y: torch.Tensor,
                      threads: int, seconds: float) -> float:
     """Train on one fixed batch for about ``seconds``; warm-up steps are not counted."""
     torch.set_num_threads(threads)
-    for _ in range(3):  # (re)builds the thread pool and the kernels' caches
+    for _ in range(2):  # (re)builds the thread pool and the kernels' caches
         step.train_batch(x, y)
     n, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds or n < 3:
@@ -79,8 +81,17 @@ def steps_per_second(step: ClassificationStep, x: torch.Tensor, y: torch.Tensor,
     return n / elapsed
 
 
-def make_case(spec: Any, shape: tuple[int, ...], batch: int) -> tuple[Any, ...]:
-    """(step, x, y, MACs per batch, auto thread count) for one model."""
+@dataclass
+class Case:
+    step: ClassificationStep
+    x: torch.Tensor  # (B, *shape)
+    y: torch.Tensor  # (B,)
+    macs: int  # forward multiply-adds per batch
+    auto: int  # what choose_threads("auto", ...) picks
+
+
+def make_case(spec: Any, shape: tuple[int, ...], batch: int) -> Case:
+    """A model with its optimizer, one random batch, and its MACs and auto thread count."""
     torch.manual_seed(0)
     model = build_model(spec, shape, CLASSES)
     sample = torch.zeros(1, *shape)
@@ -89,18 +100,33 @@ def make_case(spec: Any, shape: tuple[int, ...], batch: int) -> tuple[Any, ...]:
     train = TrainSpec(batch_size=batch)
     step = ClassificationStep(model, build_optimizer(train.optimizer, model), train)
     x, y = torch.randn(batch, *shape), torch.randint(0, CLASSES, (batch,))
-    return step, x, y, macs, auto
+    return Case(step, x, y, macs, auto)
 
 
-def measure(cases: list[tuple[Any, ...]], many: int, spinners: int,
-            seconds: float) -> list[list[float]]:
-    """Per case: steps/s idle 1t, idle Nt, busy 1t, busy Nt."""
+def machine_cpu_seconds() -> float:
+    """CPU seconds all processes have used since boot (Linux; NaN elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, _idle, _iowait, *rest = map(int, f.readline().split()[1:])
+    except (OSError, ValueError):
+        return float("nan")
+    return (user + nice + system + sum(rest[:3])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(cases: list[Case], many: int, spinners: int,
+            seconds: float) -> tuple[list[list[float]], list[float]]:
+    """Per case: steps/s idle 1t, idle Nt, busy 1t, busy Nt; and per phase, the cores that
+    other processes kept busy on average (the load this script does not control)."""
     rows: list[list[float]] = [[] for _ in cases]
+    others = []
     for busy in (False, True):
         with busy_cores(spinners) if busy else contextlib.nullcontext():
-            for row, (step, x, y, *_) in zip(rows, cases):
-                row += [steps_per_second(step, x, y, t, seconds) for t in (1, many)]
-    return rows
+            wall, cpu, own = time.perf_counter(), machine_cpu_seconds(), time.process_time()
+            for row, c in zip(rows, cases, strict=True):
+                row += [steps_per_second(c.step, c.x, c.y, t, seconds) for t in (1, many)]
+            used = machine_cpu_seconds() - cpu - (time.process_time() - own)
+            others.append(used / (time.perf_counter() - wall))
+    return rows, others
 
 
 def main() -> None:
@@ -111,15 +137,15 @@ def main() -> None:
     cores = os.cpu_count() or 1
     many = min(cores, 8)
     cases = [make_case(spec, shape, batch) for _, spec, shape, batch in CASES]
-    rows = measure(cases, many, args.spinners, args.seconds)
+    rows, others = measure(cases, many, args.spinners, args.seconds)
     print(f"cores={cores} spinners={args.spinners} HEAVY_BATCH_MACS={HEAVY_BATCH_MACS:,} "
+          f"other load: idle {others[0]:.2f} cores, busy {others[1]:.2f} cores "
           f"(steps/s; ×: {many}t over 1t)")
     print(f"{'model':<11} {'batch':>5} {'MACs/batch':>13} {'idle 1t':>8} {f'idle {many}t':>8} "
           f"{'×':>5} {'busy 1t':>8} {f'busy {many}t':>8} {'×':>5} {'auto':>4}")
-    for (name, *_, batch), case, r in zip(CASES, cases, rows):
-        macs, auto = case[3], case[4]
-        print(f"{name:<11} {batch:>5} {macs:>13,} {r[0]:>8.1f} {r[1]:>8.1f} {r[1] / r[0]:>5.2f} "
-              f"{r[2]:>8.1f} {r[3]:>8.1f} {r[3] / r[2]:>5.2f} {auto:>4}")
+    for (name, *_, batch), c, r in zip(CASES, cases, rows, strict=True):
+        print(f"{name:<11} {batch:>5} {c.macs:>13,} {r[0]:>8.1f} {r[1]:>8.1f} "
+              f"{r[1] / r[0]:>5.2f} {r[2]:>8.1f} {r[3]:>8.1f} {r[3] / r[2]:>5.2f} {c.auto:>4}")
 
 
 if __name__ == "__main__":

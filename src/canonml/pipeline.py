@@ -110,6 +110,8 @@ def _evaluate(spec: Spec, model: Any, data: Any) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
         out = model(torch.from_numpy(data.test.x)).numpy()
-    pred = out.argmax(axis=1) if spec.task == "classification" else out[:, 0]
     assert spec.evaluate.metrics is not None  # filled by the spec's validator
-    return compute_metrics(spec.evaluate.metrics, data.test.y, np.asarray(pred))
+    if spec.task == "classification":
+        return compute_metrics(spec.evaluate.metrics, data.test.y, out.argmax(axis=1))
+    truth, pred = data.target_values(data.test.y), data.target_values(out[:, 0])
+    return compute_metrics(spec.evaluate.metrics, truth.astype(np.float64), pred.astype(np.float64))

@@ -36,6 +36,8 @@ class PreprocessSpec(StrictModel):
     impute: Literal["mean", "median", "drop"] = "median"
     scale: Literal["standard", "minmax", "none"] = "standard"
     dedupe: bool = False
+    # Regression: standardise the target on the train split; predictions are mapped back.
+    scale_target: bool = True
 
 
 class AugmentSpec(StrictModel):

@@ -117,3 +117,12 @@ def test_augment_is_seeded_and_noise_flip_rotate_change_batches() -> None:
     a = make_augment(spec, torch.zeros(3), torch.Generator().manual_seed(1))(x)
     b = make_augment(spec, torch.zeros(3), torch.Generator().manual_seed(1))(x)
     assert torch.equal(a, b) and not torch.equal(a, x) and a.shape == x.shape
+
+
+def test_regression_target_is_standardised_and_mapped_back() -> None:
+    spec = load_spec(tiny_spec(task="regression", data={"source": "sklearn:diabetes"}))
+    data = prepare(spec)
+    assert abs(float(data.train.y.mean())) < 1e-5 and abs(float(data.train.y.std()) - 1) < 1e-4
+    raw = data.target_values(data.test.y)
+    assert 25 <= raw.min() and raw.max() <= 346  # diabetes targets in their own units
+    assert data.preprocess["target"]["scale"] > 1
