@@ -14,6 +14,17 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# The templates the foundation issue promises (others may be added).
+REQUIRED_TEMPLATES = (
+    "digits-mlp",
+    "digits-cnn",
+    "breast-cancer",
+    "diabetes-regression",
+    "wine",
+    "iris",
+)
+
+
 class CliResult:
     def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
         self.code, self.stdout, self.stderr = proc.returncode, proc.stdout, proc.stderr

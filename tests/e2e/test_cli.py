@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from canonml.cli import app
-from tests.conftest import tiny_spec
+from tests.conftest import REQUIRED_TEMPLATES, tiny_spec
 
 runner = CliRunner()
 
@@ -46,14 +46,7 @@ def test_light_commands_do_not_import_torch(tmp_path: Path, write_spec: Any) -> 
 
 def test_templates_lists_the_builtins() -> None:
     result = invoke("templates")
-    for name in (
-        "digits-mlp",
-        "digits-cnn",
-        "breast-cancer",
-        "diabetes-regression",
-        "wine",
-        "iris",
-    ):
+    for name in REQUIRED_TEMPLATES:
         assert name in result.output
 
 

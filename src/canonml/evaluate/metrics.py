@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -14,58 +15,33 @@ Metric = Callable[[np.ndarray, np.ndarray], float]
 METRICS: Registry[Metric] = Registry("metric", "evaluate.metrics")
 
 
-@METRICS.register("accuracy")
-def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import accuracy_score
+def _sklearn(function: str, **kwargs: Any) -> Metric:
+    """A metric that calls ``sklearn.metrics.<function>`` (imported on first use)."""
 
-    return float(accuracy_score(y, p))
+    def metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        from sklearn import metrics
 
+        return float(getattr(metrics, function)(y_true, y_pred, **kwargs))
 
-@METRICS.register("balanced_accuracy")
-def _balanced_accuracy(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import balanced_accuracy_score
-
-    return float(balanced_accuracy_score(y, p))
+    metric.__name__ = function
+    return metric
 
 
-@METRICS.register("f1_macro")
-def _f1_macro(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y, p, average="macro", zero_division=0))
-
-
-@METRICS.register("f1_weighted")
-def _f1_weighted(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y, p, average="weighted", zero_division=0))
-
-
-@METRICS.register("mse")
-def _mse(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import mean_squared_error
-
-    return float(mean_squared_error(y, p))
+for _name, _metric in {
+    "accuracy": _sklearn("accuracy_score"),
+    "balanced_accuracy": _sklearn("balanced_accuracy_score"),
+    "f1_macro": _sklearn("f1_score", average="macro", zero_division=0),
+    "f1_weighted": _sklearn("f1_score", average="weighted", zero_division=0),
+    "mse": _sklearn("mean_squared_error"),
+    "mae": _sklearn("mean_absolute_error"),
+    "r2": _sklearn("r2_score"),
+}.items():
+    METRICS.register(_name)(_metric)
 
 
 @METRICS.register("rmse")
-def _rmse(y: np.ndarray, p: np.ndarray) -> float:
-    return math.sqrt(_mse(y, p))
-
-
-@METRICS.register("mae")
-def _mae(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import mean_absolute_error
-
-    return float(mean_absolute_error(y, p))
-
-
-@METRICS.register("r2")
-def _r2(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import r2_score
-
-    return float(r2_score(y, p))
+def _rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return math.sqrt(METRICS.get("mse")(y_true, y_pred))
 
 
 def compute_metrics(names: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

@@ -9,7 +9,7 @@ import yaml
 
 from canonml.errors import SpecError
 from canonml.spec import json_schema, load_spec, spec_to_yaml, template_names
-from tests.conftest import tiny_spec
+from tests.conftest import REQUIRED_TEMPLATES, tiny_spec
 
 BAD = [
     (["train.optimizer.lr=-1"], "train.optimizer.lr: must be > 0.0, got -1"),
@@ -82,14 +82,7 @@ def test_every_template_validates(name: str) -> None:
 
 
 def test_required_templates_exist() -> None:
-    assert {
-        "digits-mlp",
-        "digits-cnn",
-        "breast-cancer",
-        "diabetes-regression",
-        "wine",
-        "iris",
-    } <= set(template_names())
+    assert set(REQUIRED_TEMPLATES) <= set(template_names())
 
 
 def test_unknown_template_suggests() -> None:
