@@ -66,8 +66,17 @@ class Prepared:
         }
 
 
-def prepare(spec: Spec) -> Prepared:
-    """Everything between ``data.source`` and tensors the trainer can slice."""
+@dataclass
+class Loaded:
+    """A source's examples with encoded targets, before any split."""
+
+    raw: Dataset
+    official_test: Dataset | None
+    info: dict[str, Any]
+
+
+def load_data(spec: Spec) -> Loaded:
+    """Load ``data.source``, encode the target and de-duplicate (no split yet)."""
     raw = encode_target(load_source(spec.data), spec.task)
     official_test = encode_target(raw.test, spec.task) if raw.test is not None else None
     if official_test is not None and raw.label_names and official_test.label_names:
@@ -77,20 +86,32 @@ def prepare(spec: Spec) -> Prepared:
     info: dict[str, Any] = {"source": spec.data.source, "rows": len(raw)}
     if spec.data.preprocess.dedupe:
         raw, info["duplicates_removed"] = _dedupe(raw)
-    strat = raw.y if spec.task == "classification" else None
+    return Loaded(raw, official_test, info)
+
+
+def prepare(spec: Spec) -> Prepared:
+    """Everything between ``data.source`` and tensors the trainer can slice."""
+    loaded = load_data(spec)
     tr, va, te = split_indices(
-        len(raw), strat, spec.data.split, spec.seed, has_test=official_test is not None
+        len(loaded.raw),
+        loaded.raw.y if spec.task == "classification" else None,
+        spec.data.split,
+        spec.seed,
+        has_test=loaded.official_test is not None,
     )
-    train_raw = raw.take(tr)
+    test = loaded.official_test if loaded.official_test is not None else loaded.raw.take(te)
+    return build_splits(spec, loaded, loaded.raw.take(tr), loaded.raw.take(va), test)
+
+
+def build_splits(
+    spec: Spec, loaded: Loaded, train_raw: Dataset, val_raw: Dataset, test_raw: Dataset
+) -> Prepared:
+    """Fit preprocessing on ``train_raw`` and turn the three splits into model inputs."""
     state = fit_preprocess(train_raw, spec.data.preprocess)
     if spec.task == "regression" and spec.data.preprocess.scale_target:
         state["target"] = fit_target_scale(train_raw.y)
     splits = []
-    for part in (
-        train_raw,
-        raw.take(va),
-        official_test if official_test is not None else raw.take(te),
-    ):
+    for part in (train_raw, val_raw, test_raw):
         x, keep = apply_preprocess(state, part)
         splits.append(Split(x=x, y=_target_array(part.y[keep], spec.task, state.get("target"))))
     if len(splits[0]) == 0:
@@ -99,18 +120,17 @@ def prepare(spec: Spec) -> Prepared:
             "drop removed them all; use mean or median)",
             path="data.preprocess",
         )
-    feature_names = state.get("output_features", raw.feature_names)
     return Prepared(
         train=splits[0],
         val=splits[1],
         test=splits[2],
-        kind=raw.kind,
+        kind=loaded.raw.kind,
         input_shape=tuple(splits[0].x.shape[1:]),
-        feature_names=list(feature_names),
-        label_names=raw.label_names,
+        feature_names=list(state.get("output_features", loaded.raw.feature_names)),
+        label_names=loaded.raw.label_names,
         preprocess=state,
         fingerprint=fingerprint(train_raw),
-        info=info,
+        info=loaded.info,
     )
 
 
