@@ -71,11 +71,57 @@ def run(
     except CanonError as e:
         fail(e)
     out.print(f"run directory: {result.run_dir}")
-    table = Table(title=f"{result.spec.name}: test metrics", title_justify="left")
+    ev = result.evaluation
+    _print_metrics(
+        f"{result.spec.name}: test metrics",
+        result.metrics,
+        ev.interval if ev else None,
+        ev.headline if ev else None,
+    )
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory", show_default=False)],
+    data: Annotated[
+        str | None, typer.Option("--data", help="another source with the same schema")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="target column of a csv --data source")
+    ] = None,
+) -> None:
+    """Evaluate a finished run again: on its own test split, or on another data source.
+
+    Example: canon evaluate runs/iris/20261122-101500-ab12 --data csv:new-flowers.csv
+    """
+    from canonml.evaluate.rerun import evaluate_run
+
+    try:
+        evaluation, written = evaluate_run(str(run_dir), data, target)
+    except CanonError as e:
+        fail(e)
+    _print_metrics(
+        f"{data or 'test split'}: {len(evaluation.y_true)} examples",
+        evaluation.metrics,
+        evaluation.interval,
+        evaluation.headline,
+    )
+    out.print(f"written: {written}")
+
+
+def _print_metrics(
+    title: str,
+    metrics: dict[str, float],
+    interval: tuple[float, float] | None = None,
+    headline: str | None = None,
+) -> None:
+    table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in result.metrics.items():
-        table.add_row(name, f"{value:.4f}")
+    table.add_column("95% interval", justify="right")
+    for name, value in metrics.items():
+        ci = f"{interval[0]:.4f} – {interval[1]:.4f}" if interval and name == headline else ""
+        table.add_row(name, f"{value:.4f}", ci)
     out.print(table)
 
 

@@ -25,6 +25,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
             yield f
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates 0600; artefacts are meant to be shared, so use the umask like open().
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

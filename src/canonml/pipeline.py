@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from rich.console import Console
 
 from canonml.errors import CheckpointError
 from canonml.io import atomic_write, write_json
 from canonml.rundir import RunDir, existing_run_dir, new_run_dir
 from canonml.spec import Spec, load_spec, spec_to_yaml
+
+if TYPE_CHECKING:
+    import torch
+
+    from canonml.data.prepare import Loaded, Prepared
+    from canonml.evaluate.evaluation import Evaluation
 
 
 @dataclass
@@ -26,6 +32,7 @@ class RunResult:
     metrics: dict[str, float]
     history: list[dict[str, float]]
     spec: Spec
+    evaluation: Evaluation | None = None
 
 
 def run(
@@ -38,26 +45,31 @@ def run(
 ) -> RunResult:
     """Run every section of ``spec``; with ``resume``, continue that run from its checkpoint.
 
-    ``console`` receives progress (None: quiet). Raises ``CanonError`` on bad input.
+    ``console`` receives progress (None: quiet). Raises ``CanonError`` on bad input; a bad
+    spec or data set fails before the run directory is created.
     """
     import torch
 
-    from canonml.data.prepare import prepare
+    from canonml.data.prepare import load_data
     from canonml.models import build_model
 
+    started = time.perf_counter()
     run_dir = existing_run_dir(resume) if resume is not None else None
     resolved = _resolve(spec, overrides, run_dir)
-    data = prepare(resolved)
+    loaded = load_data(resolved)
+    data, pool = split_data(resolved, loaded)
     torch.manual_seed(resolved.seed)
     model = build_model(resolved.model, data.input_shape, data.n_outputs)
     with _threads(resolved, model, data):
         if run_dir is None:
             run_dir = new_run_dir(out, resolved.name)
         _write_inputs(run_dir, resolved, data)
-        history = _train(resolved, model, data, run_dir, console)
-        metrics = _evaluate(resolved, model, data)
-    write_json(run_dir.metrics, metrics)
-    return RunResult(run_dir.path, metrics, history, resolved)
+        history, best_epoch = _train(resolved, model, data, run_dir, console)
+        evaluation = _evaluate(resolved, model, data, loaded, pool)
+    write_json(run_dir.path / "evaluation.json", evaluation.summary())
+    write_json(run_dir.metrics, evaluation.selected)
+    _report(resolved, run_dir, data, model, history, best_epoch, evaluation, started)
+    return RunResult(run_dir.path, evaluation.selected, history, resolved, evaluation)
 
 
 def _resolve(spec: Any, overrides: list[str] | None, run_dir: RunDir | None) -> Spec:
@@ -74,8 +86,24 @@ def _resolve(spec: Any, overrides: list[str] | None, run_dir: RunDir | None) -> 
     return saved
 
 
+def split_data(spec: Spec, loaded: Loaded) -> tuple[Prepared, Any]:
+    """The seeded train/val/test split; also the train+val rows for cross-validation."""
+    import numpy as np
+
+    from canonml.data.prepare import build_splits
+    from canonml.data.split import split_indices
+
+    raw = loaded.raw
+    has_test = loaded.official_test is not None
+    strata = raw.y if spec.task == "classification" else None
+    tr, va, te = split_indices(len(raw), strata, spec.data.split, spec.seed, has_test=has_test)
+    test = loaded.official_test if has_test else raw.take(te)
+    data = build_splits(spec, loaded, raw.take(tr), raw.take(va), test)  # type: ignore[arg-type]
+    return data, np.sort(np.concatenate([tr, va]))
+
+
 @contextlib.contextmanager
-def _threads(spec: Spec, model: Any, data: Any) -> Iterator[int]:
+def _threads(spec: Spec, model: torch.nn.Module, data: Prepared) -> Iterator[int]:
     import torch
 
     from canonml.train.threads import choose_threads
@@ -90,28 +118,67 @@ def _threads(spec: Spec, model: Any, data: Any) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-def _write_inputs(run_dir: RunDir, spec: Spec, data: Any) -> None:
+def _write_inputs(run_dir: RunDir, spec: Spec, data: Prepared) -> None:
     atomic_write(run_dir.spec, spec_to_yaml(spec))
     write_json(run_dir.data, data.describe())
     write_json(run_dir.preprocess, data.preprocess)
 
 
-def _train(spec: Spec, model: Any, data: Any, run_dir: RunDir, console: Console | None) -> Any:
+def _train(
+    spec: Spec, model: torch.nn.Module, data: Prepared, run_dir: RunDir, console: Console | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Train (or finish training), then keep the final weights as ``model.safetensors``."""
+    from safetensors.torch import save
+
     from canonml.train.session import train_model
 
-    return train_model(spec, model, data, run_dir, console)
+    history, best_epoch = train_model(spec, model, data, run_dir, console)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write(run_dir.weights, save(weights))
+    return history, best_epoch
 
 
-def _evaluate(spec: Spec, model: Any, data: Any) -> dict[str, float]:
+def _evaluate(
+    spec: Spec, model: torch.nn.Module, data: Prepared, loaded: Loaded, pool: Any
+) -> Evaluation:
+    from canonml.evaluate.cv import cross_validate
+    from canonml.evaluate.evaluate import evaluate_model
+
+    evaluation = evaluate_model(spec, model, data)
+    if spec.evaluate.cv:
+        evaluation.cv = cross_validate(spec, loaded, pool)
+    return evaluation
+
+
+def _report(
+    spec: Spec,
+    run_dir: RunDir,
+    data: Prepared,
+    model: torch.nn.Module,
+    history: list[dict[str, Any]],
+    best_epoch: int | None,
+    evaluation: Evaluation,
+    started: float,
+) -> None:
+    """Plots to ``plots/`` and the self-contained ``report.html``."""
     import torch
 
-    from canonml.evaluate.metrics import compute_metrics
+    from canonml.evaluate.report import ReportContext, make_plots, write_report
+    from canonml.models.summary import count_parameters, summarize
 
-    model.eval()
-    with torch.no_grad():
-        out = model(torch.from_numpy(data.test.x)).numpy()
-    assert spec.evaluate.metrics is not None  # filled by the spec's validator
-    if spec.task == "classification":
-        return compute_metrics(spec.evaluate.metrics, data.test.y, out.argmax(axis=1))
-    truth, pred = data.target_values(data.test.y), data.target_values(out[:, 0])
-    return compute_metrics(spec.evaluate.metrics, truth.astype(np.float64), pred.astype(np.float64))
+    stopping = spec.train.early_stopping
+    ctx = ReportContext(
+        spec=spec,
+        run_dir=run_dir.path,
+        data=data.describe(),
+        preprocess=data.preprocess,
+        history=history,
+        evaluation=evaluation,
+        model_rows=summarize(model, torch.from_numpy(data.train.x[:1])),
+        param_count=count_parameters(model),
+        seconds=time.perf_counter() - started,
+        best_epoch=best_epoch,
+        monitor=stopping.monitor if stopping else "val_loss",
+    )
+    make_plots(ctx)
+    write_report(ctx)

@@ -35,6 +35,11 @@ class RunDir:
         return self.path / "preprocess.json"
 
     @property
+    def weights(self) -> Path:
+        """The final model weights (after early stopping restored the best)."""
+        return self.path / "model.safetensors"
+
+    @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
@@ -64,7 +69,7 @@ def existing_run_dir(path: str | os.PathLike[str]) -> RunDir:
     run = RunDir(Path(path))
     if not run.spec.is_file():
         raise CheckpointError(
-            f"--resume {path}: not a run directory (no spec.yaml); pass the directory "
+            f"{path}: not a run directory (no spec.yaml); pass the directory "
             "'canon run' printed, e.g. runs/NAME/RUN-ID"
         )
     run.checkpoints.mkdir(exist_ok=True)

@@ -17,6 +17,7 @@ import yaml
 
 import canonml
 from canonml.spec import template_names
+from canonml.spec.evaluate import CLASSIFICATION_METRICS
 from tests.conftest import tiny_spec
 
 
@@ -33,7 +34,12 @@ def test_run_writes_the_run_directory(tmp_path: Path) -> None:
     assert {"train_loss", "val_loss", "val_accuracy", "lr", "seconds"} <= set(rows[0])
     metrics = json.loads((d / "metrics.json").read_text())
     assert metrics == result.metrics
-    assert set(metrics) == {"accuracy", "balanced_accuracy", "f1_macro", "f1_weighted"}
+    assert set(metrics) == set(CLASSIFICATION_METRICS)
+    assert (d / "model.safetensors").is_file()
+    summary = json.loads((d / "evaluation.json").read_text())
+    low, high = summary["interval"]
+    assert low <= metrics["accuracy"] <= high
+    assert sum(map(sum, summary["confusion"])) == 30
     assert (d / "checkpoints" / "last.pt").is_file()
     assert (d / "checkpoints" / "best.safetensors").is_file()
     data = json.loads((d / "data.json").read_text())

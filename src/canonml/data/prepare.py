@@ -113,7 +113,7 @@ def build_splits(
     splits = []
     for part in (train_raw, val_raw, test_raw):
         x, keep = apply_preprocess(state, part)
-        splits.append(Split(x=x, y=_target_array(part.y[keep], spec.task, state.get("target"))))
+        splits.append(Split(x=x, y=target_array(part.y[keep], spec.task, state.get("target"))))
     if len(splits[0]) == 0:
         raise DataError(
             "no training rows left after preprocessing (data.preprocess.impute: "
@@ -148,7 +148,7 @@ def fit_target_scale(y: np.ndarray) -> dict[str, float]:
     return {"shift": float(np.mean(y)), "scale": std if std > 1e-12 else 1.0}
 
 
-def _target_array(y: np.ndarray, task: str, scale: dict[str, float] | None) -> np.ndarray:
+def target_array(y: np.ndarray, task: str, scale: dict[str, float] | None) -> np.ndarray:
     if task == "classification":
         return y.astype(np.int64)
     if scale is not None:

@@ -24,10 +24,14 @@ def train_model(
     spec: Spec,
     model: torch.nn.Module,
     data: Prepared,
-    run_dir: RunDir,
+    run_dir: RunDir | None,
     console: Console | None = None,
-) -> list[dict[str, Any]]:
-    """Train ``model`` as ``spec.train`` says, resuming from ``run_dir``'s last checkpoint."""
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Train ``model`` as ``spec.train`` says, resuming from ``run_dir``'s last checkpoint.
+
+    Without ``run_dir`` (cross-validation folds) nothing is written. Returns the history and
+    the epoch whose weights the model ends with when early stopping restored the best.
+    """
     cfg = spec.train
     state = TrainState()
     state.generator.manual_seed(spec.seed)
@@ -39,14 +43,16 @@ def train_model(
     callbacks: list[Callback] = [LRSchedule(schedule, monitor)]
     if cfg.early_stopping is not None:
         callbacks.append(EarlyStopping(cfg.early_stopping, model))
-    callbacks.append(HistoryCSV(run_dir.history))
-    best_monitor = cfg.early_stopping.monitor if cfg.early_stopping else monitor
-    checkpointer = Checkpointer(run_dir.checkpoints, model, optimizer, callbacks[:], best_monitor)
-    callbacks.append(checkpointer)
     if console is not None:
         callbacks.append(ProgressReporter(console, cfg.epochs, batches))
-    if run_dir.last_checkpoint.is_file():
-        restore(run_dir.last_checkpoint, state, model, optimizer, callbacks, checkpointer)
+    if run_dir is not None:
+        callbacks.append(HistoryCSV(run_dir.history))
+        best_monitor = cfg.early_stopping.monitor if cfg.early_stopping else monitor
+        saved = [cb for cb in callbacks if cb.key]
+        checkpointer = Checkpointer(run_dir.checkpoints, model, optimizer, saved, best_monitor)
+        callbacks.append(checkpointer)
+        if run_dir.last_checkpoint.is_file():
+            restore(run_dir.last_checkpoint, state, model, optimizer, callbacks, checkpointer)
     step = STEPS.get(spec.task)(model, optimizer, cfg, _augment(spec, data, state.generator))
     train = (torch.from_numpy(data.train.x), torch.from_numpy(data.train.y))
     val = (torch.from_numpy(data.val.x), torch.from_numpy(data.val.y)) if has_val else None
@@ -59,7 +65,9 @@ def train_model(
         state=state,
         callbacks=callbacks,
     )
-    return state.history
+    stopper = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
+    restored = stopper is not None and stopper.spec.restore_best and stopper.best_epoch > 0
+    return state.history, (stopper.best_epoch if restored and stopper else None)
 
 
 def _augment(spec: Spec, data: Prepared, generator: torch.Generator) -> Any:

@@ -9,6 +9,7 @@ import yaml
 
 from canonml.errors import SpecError
 from canonml.spec import json_schema, load_spec, spec_to_yaml, template_names
+from canonml.spec.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from tests.conftest import REQUIRED_TEMPLATES, tiny_spec
 
 BAD = [
@@ -50,7 +51,8 @@ def test_missing_required_key() -> None:
 def test_defaults_are_filled_and_round_trip() -> None:
     spec = load_spec(tiny_spec())
     assert spec.train.optimizer.name == "adam"
-    assert spec.evaluate.metrics == ["accuracy", "balanced_accuracy", "f1_macro", "f1_weighted"]
+    assert spec.evaluate.metrics == list(CLASSIFICATION_METRICS)
+    assert (spec.evaluate.ci, spec.evaluate.cv) == (1000, None)
     again = load_spec(yaml.safe_load(spec_to_yaml(spec)))
     assert again == spec
 
@@ -72,7 +74,7 @@ def test_override_without_equals_is_an_error() -> None:
 def test_regression_turns_stratify_off() -> None:
     spec = load_spec(tiny_spec(task="regression", data={"source": "sklearn:diabetes"}))
     assert spec.data.split.stratify is False
-    assert spec.evaluate.metrics == ["mse", "rmse", "mae", "r2"]
+    assert spec.evaluate.metrics == list(REGRESSION_METRICS)
 
 
 @pytest.mark.parametrize("name", template_names())

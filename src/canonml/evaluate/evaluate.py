@@ -1,0 +1,134 @@
+"""Evaluate a trained model on a split: predictions, every metric, interval, per-class table."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from canonml.evaluate.evaluation import Evaluation
+from canonml.evaluate.metrics import METRICS, compute_metrics
+from canonml.spec.evaluate import CLASSIFICATION_METRICS, HEADLINE, REGRESSION_METRICS
+from canonml.spec.root import Spec
+
+if TYPE_CHECKING:
+    import torch
+
+    from canonml.data.prepare import Prepared, Split
+
+
+def predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """Model outputs ``(N, K)`` for inputs ``x`` in eval mode, in batches."""
+    import torch
+
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for start in range(0, len(x), 4096):
+            outs.append(model(torch.from_numpy(x[start : start + 4096])).numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
+
+
+def evaluate_model(
+    spec: Spec,
+    model: torch.nn.Module,
+    data: Prepared,
+    split: Split | None = None,
+    ci: int | None = None,
+) -> Evaluation:
+    """Every metric of the task on ``split`` (default: the test split).
+
+    ``ci`` overrides ``evaluate.ci`` (bootstrap resamples; 0 turns the interval off).
+    """
+    split = split if split is not None else data.test
+    out = predict(model, split.x).astype(np.float64)
+    if spec.task == "classification":
+        proba = _softmax(out)
+        y_true, y_pred = split.y, out.argmax(axis=1)
+    else:
+        proba = None
+        y_true = data.target_values(split.y.astype(np.float64))
+        y_pred = data.target_values(out[:, 0])
+    resamples = spec.evaluate.ci if ci is None else ci
+    return evaluation_from(spec, y_true, y_pred, proba, data.label_names, resamples)
+
+
+def evaluation_from(
+    spec: Spec,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    label_names: list[str] | None,
+    resamples: int,
+) -> Evaluation:
+    """Build an ``Evaluation`` from predictions (pure)."""
+    names = CLASSIFICATION_METRICS if spec.task == "classification" else REGRESSION_METRICS
+    metrics = compute_metrics(names, y_true, y_pred, proba)
+    assert spec.evaluate.metrics is not None  # filled by the spec's validator
+    selected = {k: metrics[k] for k in spec.evaluate.metrics if k in metrics}
+    headline = HEADLINE[spec.task]
+    ev = Evaluation(
+        task=spec.task,
+        metrics=metrics,
+        selected={k: v for k, v in selected.items() if math.isfinite(v)},
+        headline=headline,
+        interval=bootstrap(headline, y_true, y_pred, proba, resamples, spec.seed),
+        y_true=y_true,
+        y_pred=y_pred,
+        proba=proba,
+        label_names=label_names,
+    )
+    if spec.task == "classification" and label_names:
+        ev.per_class, ev.confusion = _per_class(y_true, y_pred, label_names)
+    return ev
+
+
+def bootstrap(
+    metric: str,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    resamples: int,
+    seed: int,
+) -> tuple[float, float] | None:
+    """95% percentile interval of ``metric`` over ``resamples`` bootstrap resamples."""
+    n = len(y_true)
+    if resamples == 0 or n < 2:
+        return None
+    fn = METRICS.get(metric)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        values.append(fn(y_true[idx], y_pred[idx], None if proba is None else proba[idx]))
+    finite = np.array([v for v in values if math.isfinite(v)])
+    if len(finite) == 0:
+        return None
+    return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
+
+
+def _per_class(
+    y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]
+) -> tuple[list[dict[str, Any]], list[list[int]]]:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    labels = list(range(len(label_names)))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    rows = [
+        {
+            "label": name,
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+        }
+        for i, name in enumerate(label_names)
+    ]
+    return rows, confusion_matrix(y_true, y_pred, labels=labels).tolist()
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

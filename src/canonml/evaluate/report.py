@@ -1,0 +1,352 @@
+"""``report.html``: one self-contained page (CSS inline, PNGs as data URIs) built from sections.
+
+A section is one function ``(ctx) -> html body | None`` registered with ``@section(title,
+order)``; later stages add theirs the same way. Every user string goes through ``_esc``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from canonml.evaluate import plots
+from canonml.io import atomic_write
+
+if TYPE_CHECKING:
+    from canonml.evaluate.evaluation import Evaluation
+    from canonml.spec import Spec
+
+
+@dataclass
+class ReportContext:
+    """Everything a section may show; ``plots`` is filled by ``make_plots``."""
+
+    spec: Spec
+    run_dir: Path
+    data: dict[str, Any]  # data.json
+    preprocess: dict[str, Any]  # fitted preprocessing state
+    history: list[dict[str, Any]]
+    evaluation: Evaluation | None
+    model_rows: list[dict[str, Any]]  # {"layer", "output_shape", "parameters"}
+    param_count: int
+    seconds: float  # run time
+    best_epoch: int | None = None
+    monitor: str = "val_loss"
+    plots: dict[str, Path] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # for sections added by later stages
+
+
+@dataclass(frozen=True)
+class Section:
+    """A rendered section: its title and HTML body."""
+
+    title: str
+    body: str
+
+
+Render = Callable[[ReportContext], "str | None"]
+
+
+@dataclass(frozen=True)
+class SectionEntry:
+    title: str
+    order: int
+    render: Render
+
+
+SECTIONS: list[SectionEntry] = []  # kept sorted by order
+
+
+def section(title: str, order: int) -> Callable[[Render], Render]:
+    """Register ``render(ctx) -> html body | None`` (None: not applicable) as a report section."""
+
+    def register(render: Render) -> Render:
+        if any(s.title == title for s in SECTIONS):
+            raise ValueError(f"report section {title!r} is already registered")
+        SECTIONS.append(SectionEntry(title, order, render))
+        SECTIONS.sort(key=lambda s: s.order)
+        return render
+
+    return register
+
+
+def render_sections(ctx: ReportContext) -> list[Section]:
+    """The applicable sections, in order."""
+    rendered = ((s.title, s.render(ctx)) for s in SECTIONS)
+    return [Section(title, body) for title, body in rendered if body is not None]
+
+
+# ---- HTML helpers -------------------------------------------------------------------------
+
+
+def _esc(value: object) -> str:
+    """Escaped text; '://' is written as an entity so the file holds no URL to follow."""
+    return html.escape(str(value)).replace("://", ":&#47;&#47;")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list | tuple):  # a shape: (None, 10)
+        return "(" + ", ".join(str(v) for v in value) + ")"
+    return str(value)
+
+
+def table(headers: Sequence[str] | None, rows: Sequence[Sequence[object]]) -> str:
+    """An escaped table (no header row if ``headers`` is None) that scrolls sideways if narrow."""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers or [])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_esc(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f'<div class="scroll"><table>{f"<tr>{head}</tr>" if head else ""}{body}</table></div>'
+
+
+def facts(pairs: Sequence[tuple[str, object]]) -> str:
+    """A two-column key/value table."""
+    return table(None, pairs)
+
+
+def figure(ctx: ReportContext, key: str, caption: str) -> str:
+    """``ctx.plots[key]`` inlined as a data URI, or nothing when that plot was not made."""
+    path = ctx.plots.get(key)
+    if path is None or not Path(path).is_file():
+        return ""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(caption)}">'
+        f"<figcaption>{_esc(caption)}</figcaption></figure>"
+    )
+
+
+def headline(evaluation: Evaluation) -> str:
+    """'accuracy 0.981 (95% CI 0.967–0.992)'."""
+    value = evaluation.metrics.get(evaluation.headline, float("nan"))
+    text = f"{evaluation.headline} {value:.3f}"
+    if evaluation.interval:
+        lo, hi = evaluation.interval
+        text += f" (95% CI {lo:.3f}–{hi:.3f})"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{seconds:.1f} s" if seconds < 60 else f"{minutes} min {secs} s"
+
+
+# ---- plots --------------------------------------------------------------------------------
+
+
+def make_plots(ctx: ReportContext) -> dict[str, Path]:
+    """Write every applicable PNG to ``run_dir/plots/``; records and returns them by key."""
+    out = Path(ctx.run_dir) / "plots"
+    made: dict[str, Path | None] = {}
+    if ctx.history:
+        made["learning_curves"] = plots.learning_curves(
+            ctx.history, ctx.monitor, ctx.best_epoch, out / "learning_curves.png"
+        )
+        if any(row.get("lr") is not None for row in ctx.history):
+            made["learning_rate"] = plots.learning_rate(ctx.history, out / "learning_rate.png")
+    ev = ctx.evaluation
+    if ev is not None and ev.task == "classification":
+        if ev.confusion is not None:
+            path = out / "confusion_matrix.png"
+            made["confusion_matrix"] = plots.confusion_matrix(ev.confusion, ev.label_names, path)
+        if ev.proba is not None and len(ev.y_true):
+            made["roc"] = plots.roc_curves(ev.y_true, ev.proba, ev.label_names, out / "roc.png")
+    elif ev is not None and len(ev.y_true):
+        path = out / "predicted_vs_actual.png"
+        made["predicted_vs_actual"] = plots.predicted_vs_actual(ev.y_true, ev.y_pred, path)
+        made["residuals"] = plots.residuals(ev.y_true, ev.y_pred, out / "residuals.png")
+    ctx.plots.update({k: p for k, p in made.items() if p is not None})
+    return ctx.plots
+
+
+# ---- the page -----------------------------------------------------------------------------
+
+CSS = """
+body{font:16px/1.5 system-ui,sans-serif;color:#222;max-width:60rem;margin:0 auto;padding:1rem}
+h1{font-size:1.6rem}h2{font-size:1.3rem;border-bottom:1px solid #ccc;margin-top:2rem}
+img{max-width:100%;height:auto}figure{margin:1rem 0}figcaption{font-size:.9rem;color:#555}
+.scroll{overflow-x:auto;margin:.5rem 0}table{border-collapse:collapse;font-size:.9rem}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
+th{background:#f4f4f4}code{overflow-wrap:anywhere}nav a{margin-right:.75rem}
+pre{background:#f7f7f7;padding:.75rem;white-space:pre-wrap;overflow-wrap:anywhere}
+@media print{nav{display:none}.scroll{overflow:visible}body{max-width:none}
+figure,table,pre,tr{break-inside:avoid;page-break-inside:avoid}h2{break-after:avoid}}
+"""
+
+
+def render_page(ctx: ReportContext) -> str:
+    """The whole HTML document (no scripts, no external references)."""
+    sections = render_sections(ctx)
+    nav = "".join(f'<a href="#s{i}">{_esc(s.title)}</a>' for i, s in enumerate(sections))
+    body = "".join(
+        f'<section id="s{i}"><h2>{_esc(s.title)}</h2>{s.body}</section>'
+        for i, s in enumerate(sections)
+    )
+    title = _esc(f"canonml report: {ctx.spec.name}")
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><style>{CSS}</style></head>"
+        f"<body><h1>{title}</h1><nav>{nav}</nav>{body}</body></html>\n"
+    )
+
+
+def write_report(ctx: ReportContext) -> Path:
+    """Render ``run_dir/report.html`` atomically and return its path."""
+    path = Path(ctx.run_dir) / "report.html"
+    atomic_write(path, render_page(ctx))
+    return path
+
+
+# ---- built-in sections ----------------------------------------------------------------------
+
+
+@section("Summary", order=10)
+def _summary(ctx: ReportContext) -> str:
+    ev = ctx.evaluation
+    rows: list[tuple[str, object]] = [
+        ("task", ctx.spec.task),
+        ("data set", ctx.data.get("source", ctx.spec.data.source)),
+        ("model", ctx.spec.model.arch),
+        ("headline", headline(ev) if ev is not None else "not evaluated"),
+        ("run time", _duration(ctx.seconds)),
+        ("parameters", ctx.param_count),
+    ]
+    return facts(rows)
+
+
+@section("Data", order=20)
+def _data(ctx: ReportContext) -> str:
+    d = ctx.data
+    sizes = d.get("sizes", {})
+    rows: list[tuple[str, object]] = [
+        ("source", d.get("source", "")),
+        ("kind", d.get("kind", "")),
+        ("rows", d.get("rows", "")),
+        ("input shape", " × ".join(str(n) for n in d.get("input_shape", []))),
+        ("features", len(d.get("feature_names") or [])),
+        ("classes", len(d.get("label_names") or []) or "–"),
+        ("fingerprint (sha256)", d.get("fingerprint", "")),
+    ]
+    if "duplicates_removed" in d:
+        rows.append(("duplicates removed", d["duplicates_removed"]))
+    parts = [facts(rows)]
+    if sizes:
+        parts += ["<h3>Splits</h3>", table(list(sizes), [list(sizes.values())])]
+    ev = ctx.evaluation
+    if ev is not None and ev.task == "classification" and len(ev.y_true):
+        parts += ["<h3>Class balance (test split)</h3>", _class_counts(ev)]
+    parts += ["<h3>Preprocessing</h3>", _preprocess(ctx.preprocess)]
+    return "".join(parts)
+
+
+def _class_counts(ev: Evaluation) -> str:
+    import numpy as np
+
+    k = max(len(ev.label_names or []), int(np.max(ev.y_true)) + 1)
+    names = list(ev.label_names or range(k))
+    counts = np.bincount(np.asarray(ev.y_true, dtype=np.int64).ravel(), minlength=k)
+    total = max(int(counts.sum()), 1)
+    return table(
+        ["class", "count", "share"],
+        [(names[i], int(n), f"{n / total:.1%}") for i, n in enumerate(counts)],
+    )
+
+
+def _preprocess(state: dict[str, Any]) -> str:
+    if not state:
+        return "<p>none</p>"
+    if state.get("kind") == "image":
+        rows: list[tuple[str, object]] = [
+            ("scaling", state.get("method", "")),
+            ("shape", " × ".join(str(n) for n in state.get("shape", []))),
+            ("shift per channel", ", ".join(_fmt(float(v)) for v in state.get("shift", []))),
+            ("scale per channel", ", ".join(_fmt(float(v)) for v in state.get("scale", []))),
+        ]
+    else:
+        categorical = state.get("categorical", [])
+        rows = [
+            ("imputation", state.get("impute", "")),
+            ("scaling", state.get("method", "")),
+            ("numeric columns", len(state.get("numeric", []))),
+            ("categorical columns", len(categorical)),
+        ]
+    if state.get("target"):
+        t = state["target"]
+        rows.append(("target scaling", f"shift {_fmt(t['shift'])}, scale {_fmt(t['scale'])}"))
+    out = facts(rows)
+    cats = state.get("categorical", []) if state.get("kind") != "image" else []
+    if cats:
+        out += table(
+            ["column", "categories"],
+            [(c["name"], ", ".join(str(v) for v in c["categories"])) for c in cats],
+        )
+    return out
+
+
+@section("Model", order=30)
+def _model(ctx: ReportContext) -> str:
+    rows = [(r["layer"], r["output_shape"], r["parameters"]) for r in ctx.model_rows]
+    rows.append(("total", "", ctx.param_count))
+    return facts([("architecture", ctx.spec.model.arch)]) + table(
+        ["layer", "output shape", "parameters"], rows
+    )
+
+
+@section("Training", order=40)
+def _training(ctx: ReportContext) -> str | None:
+    if not ctx.history:
+        return None
+    rows: list[tuple[str, object]] = [("epochs run", len(ctx.history)), ("monitor", ctx.monitor)]
+    best = next((r for r in ctx.history if r.get("epoch") == ctx.best_epoch), None)
+    if best is not None:
+        value = best.get(ctx.monitor)
+        note = f" ({ctx.monitor} {_fmt(value)})" if value is not None else ""
+        rows.append(("best epoch (early stopping)", f"{ctx.best_epoch}{note}"))
+    return (
+        facts(rows)
+        + figure(ctx, "learning_curves", "Learning curves: train vs val; dotted line: best epoch")
+        + figure(ctx, "learning_rate", "Learning rate per epoch")
+    )
+
+
+@section("Test results", order=50)
+def _test_results(ctx: ReportContext) -> str | None:
+    ev = ctx.evaluation
+    if ev is None:
+        return None
+    marked = [(n, v, "✓" if n in ev.selected else "") for n, v in ev.metrics.items()]
+    parts = [f"<p><strong>{_esc(headline(ev))}</strong></p>"]
+    parts.append(table(["metric", "value", "in metrics.json"], marked))
+    if ev.per_class:
+        keys = list(ev.per_class[0])
+        parts += [
+            "<h3>Per class</h3>",
+            table(keys, [[r.get(k) for k in keys] for r in ev.per_class]),
+        ]
+    if ev.cv:
+        cv_rows = [(n, f"{m['mean']:.4g} ± {m['std']:.4g}") for n, m in ev.cv["metrics"].items()]
+        parts += [f"<h3>Cross-validation ({_esc(ev.cv.get('folds', ''))} folds)</h3>"]
+        parts.append(table(["metric", "mean ± std"], cv_rows))
+    parts += [
+        figure(ctx, "confusion_matrix", "Confusion matrix (colour: share of the true class)"),
+        figure(ctx, "roc", "ROC curves (multi-class: one-vs-rest)"),
+        figure(ctx, "predicted_vs_actual", "Predicted vs actual"),
+        figure(ctx, "residuals", "Residuals vs predicted"),
+    ]
+    return "".join(parts)
+
+
+@section("Spec", order=90)
+def _spec(ctx: ReportContext) -> str:
+    from canonml.spec import spec_to_yaml
+
+    return f"<pre>{_esc(spec_to_yaml(ctx.spec))}</pre>"
