@@ -34,7 +34,7 @@ def template_text(name: str) -> str:
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     """Parse a YAML spec file into a mapping, or raise ``SpecError`` naming the file."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() or p.is_dir():
         raise SpecError(str(p), "spec file not found (check the path, or use --template NAME)")
     return parse_spec_text(p.read_text(encoding="utf-8"), str(p))
 
