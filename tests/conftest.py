@@ -57,6 +57,7 @@ def tiny_spec(**sections: Any) -> dict[str, Any]:
         "data": {"source": "sklearn:iris"},
         "model": {"arch": "mlp", "hidden": [8]},
         "train": {"epochs": 2, "batch_size": 16},
+        "track": False,  # tracking has its own tests; a worker per run would slow the suite
     }
     spec.update(sections)
     return spec
@@ -72,3 +73,9 @@ def write_spec(tmp_path: Path) -> Any:
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test in its own directory: the default tracking store is ./mlruns.db."""
+    monkeypatch.chdir(tmp_path)

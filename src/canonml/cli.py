@@ -70,7 +70,15 @@ def run(
         result = run_spec(source, out_dir, overrides=sets, resume=resume, console=err)
     except CanonError as e:
         fail(e)
+    if result.tracking_warning:
+        err.print(f"warning: {result.tracking_warning}", markup=False)
     out.print(f"run directory: {result.run_dir}")
+    track = result.spec.track
+    if result.tracking_run_id and track:
+        out.print(
+            f"tracked: MLflow run {result.tracking_run_id} in {track.uri} "
+            f"(experiment '{track.experiment}'; see: canon runs)"
+        )
     ev = result.evaluation
     _print_metrics(
         f"{result.spec.name}: test metrics",
@@ -122,6 +130,38 @@ def _print_metrics(
     for name, value in metrics.items():
         ci = f"{interval[0]:.4f} – {interval[1]:.4f}" if interval and name == headline else ""
         table.add_row(name, f"{value:.4f}", ci)
+    out.print(table)
+
+
+@app.command()
+def runs(
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="run ids to compare (with --compare)")
+    ] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="metrics of IDS side by side")] = False,
+    experiment: Annotated[str, typer.Option("--experiment", "-e")] = "canon",
+    limit: Annotated[int, typer.Option("--limit", "-n", help="how many runs")] = 20,
+    sort: Annotated[str | None, typer.Option(help="order by this metric, best first")] = None,
+    uri: Annotated[str, typer.Option(help="MLflow tracking URI")] = "sqlite:///mlruns.db",
+) -> None:
+    """List recent tracked runs, or compare runs' metrics side by side.
+
+    Example: canon runs --sort accuracy  |  canon runs --compare RUN_ID_1 RUN_ID_2
+    (the same runs show in MLflow's own UI: mlflow ui --backend-store-uri sqlite:///mlruns.db)
+    """
+    from canonml.track import compare_runs, list_runs
+
+    try:
+        if compare:
+            if not ids or len(ids) < 2:
+                raise CanonError("--compare: give at least two run ids")
+            table = compare_runs(ids, uri=uri)
+        else:
+            if ids:
+                raise CanonError(f"unexpected run ids {ids}: use --compare ID1 ID2 ...")
+            table = list_runs(uri=uri, experiment=experiment, limit=limit, sort=sort)
+    except CanonError as e:
+        fail(e)
     out.print(table)
 
 

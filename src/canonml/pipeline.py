@@ -16,6 +16,7 @@ from canonml.errors import CheckpointError
 from canonml.io import atomic_write, write_json
 from canonml.rundir import RunDir, existing_run_dir, new_run_dir
 from canonml.spec import Spec, load_spec, spec_to_yaml
+from canonml.track import make_tracker, run_record
 
 if TYPE_CHECKING:
     import torch
@@ -33,6 +34,9 @@ class RunResult:
     history: list[dict[str, float]]
     spec: Spec
     evaluation: Evaluation | None = None
+    fingerprint: str = ""
+    tracking_warning: str | None = None  # one line when the run could not be recorded
+    tracking_run_id: str | None = None  # the MLflow run id
 
 
 def run(
@@ -48,28 +52,52 @@ def run(
     ``console`` receives progress (None: quiet). Raises ``CanonError`` on bad input; a bad
     spec or data set fails before the run directory is created.
     """
+    started = time.perf_counter()
+    run_dir = existing_run_dir(resume) if resume is not None else None
+    resolved = _resolve(spec, overrides, run_dir)
+    tracker = make_tracker(resolved.track)
+    tracker.start(resolved.name)  # MLflow loads in a worker process while this one trains
+    try:
+        result = _run(resolved, run_dir, out, console, started)
+    except BaseException as e:
+        tracker.abort("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    record = run_record(
+        resolved.model_dump(mode="json"),
+        result.run_dir,
+        result.history,
+        result.metrics,
+        fingerprint=result.fingerprint,
+    )
+    result.tracking_warning = tracker.finish(record)
+    result.tracking_run_id = tracker.run_id
+    return result
+
+
+def _run(
+    spec: Spec, run_dir: RunDir | None, out: Any, console: Console | None, started: float
+) -> RunResult:
     import torch
 
     from canonml.data.prepare import load_data
     from canonml.models import build_model
 
-    started = time.perf_counter()
-    run_dir = existing_run_dir(resume) if resume is not None else None
-    resolved = _resolve(spec, overrides, run_dir)
-    loaded = load_data(resolved)
-    data, pool = split_data(resolved, loaded)
-    torch.manual_seed(resolved.seed)
-    model = build_model(resolved.model, data.input_shape, data.n_outputs)
-    with _threads(resolved, model, data):
+    loaded = load_data(spec)
+    data, pool = split_data(spec, loaded)
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.model, data.input_shape, data.n_outputs)
+    with _threads(spec, model, data):
         if run_dir is None:
-            run_dir = new_run_dir(out, resolved.name)
-        _write_inputs(run_dir, resolved, data)
-        history, best_epoch = _train(resolved, model, data, run_dir, console)
-        evaluation = _evaluate(resolved, model, data, loaded, pool)
+            run_dir = new_run_dir(out, spec.name)
+        _write_inputs(run_dir, spec, data)
+        history, best_epoch = _train(spec, model, data, run_dir, console)
+        evaluation = _evaluate(spec, model, data, loaded, pool)
     write_json(run_dir.path / "evaluation.json", evaluation.summary())
     write_json(run_dir.metrics, evaluation.selected)
-    _report(resolved, run_dir, data, model, history, best_epoch, evaluation, started)
-    return RunResult(run_dir.path, evaluation.selected, history, resolved, evaluation)
+    _report(spec, run_dir, data, model, history, best_epoch, evaluation, started)
+    return RunResult(
+        run_dir.path, evaluation.selected, history, spec, evaluation, fingerprint=data.fingerprint
+    )
 
 
 def _resolve(spec: Any, overrides: list[str] | None, run_dir: RunDir | None) -> Spec:

@@ -17,7 +17,7 @@ from tests.conftest import tiny_spec
 @pytest.fixture(scope="module")
 def iris_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs")
-    return canonml.run("template:iris", out, overrides=["train.epochs=15"]).run_dir
+    return canonml.run("template:iris", out, overrides=["train.epochs=15", "track=false"]).run_dir
 
 
 def images_in(report: Path) -> int:
@@ -45,7 +45,9 @@ def test_regression_report_has_prediction_and_residual_plots(tmp_path: Path) -> 
 
 
 def test_cross_validation_reports_every_fold(tmp_path: Path) -> None:
-    result = canonml.run("template:iris", tmp_path, overrides=["evaluate.cv=5", "train.epochs=10"])
+    result = canonml.run(
+        "template:iris", tmp_path, overrides=["evaluate.cv=5", "train.epochs=10", "track=false"]
+    )
     cv = json.loads((result.run_dir / "evaluation.json").read_text())["cv"]
     assert cv["folds"] == 5
     acc = cv["metrics"]["accuracy"]

@@ -66,7 +66,7 @@ def test_seed_changes_the_split_and_the_fingerprint(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", template_names())
 def test_every_template_runs_one_short_epoch(tmp_path: Path, name: str) -> None:
-    result = canonml.run(f"template:{name}", tmp_path, overrides=["train.epochs=1"])
+    result = canonml.run(f"template:{name}", tmp_path, overrides=["train.epochs=1", "track=false"])
     assert len(result.history) == 1
     assert all(v == v for v in result.metrics.values())  # no NaN
 
@@ -128,13 +128,20 @@ MUST_HOLD = [
 def test_templates_reach_their_quality(
     tmp_path: Path, name: str, metric: str, floor: float
 ) -> None:
-    result = canonml.run(f"template:{name}", tmp_path)
+    result = canonml.run(f"template:{name}", tmp_path, overrides=["track=false"])
     assert result.metrics[metric] >= floor, result.metrics
 
 
 @pytest.mark.slow
 def test_kill_mid_epoch_and_resume_gives_the_same_metrics(tmp_path: Path) -> None:
-    sets = ["--set", "train.epochs=8", "--set", "train.early_stopping.patience=3"]
+    sets = [
+        "--set",
+        "train.epochs=8",
+        "--set",
+        "train.early_stopping.patience=3",
+        "--set",
+        "track=false",
+    ]
     baseline = canonml.run(
         "template:digits-cnn", tmp_path / "whole", overrides=[s for s in sets if s != "--set"]
     )

@@ -10,13 +10,14 @@ from canonml.spec.base import StrictModel
 from canonml.spec.data import DataSpec
 from canonml.spec.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS, EvaluateSpec
 from canonml.spec.model import MLPSpec, ModelSpec
+from canonml.spec.track import Track, TrackSpec
 from canonml.spec.train import TrainSpec
 
 Task = Literal["classification", "regression"]
 
 
 class Spec(StrictModel):
-    """One run: data → model → training → evaluation."""
+    """One run: data → model → training → evaluation, tracked."""
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)] = Field(
         description="run and package name: lower-case letters, digits and '-'"
@@ -27,6 +28,7 @@ class Spec(StrictModel):
     model: ModelSpec = Field(default_factory=lambda: MLPSpec())
     train: TrainSpec = Field(default_factory=lambda: TrainSpec())
     evaluate: EvaluateSpec = Field(default_factory=lambda: EvaluateSpec())
+    track: Track = Field(default_factory=lambda: TrackSpec())
 
     @model_validator(mode="after")
     def _cross_section(self) -> Spec:

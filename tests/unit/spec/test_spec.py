@@ -110,5 +110,6 @@ def test_json_schema_describes_every_section() -> None:
         "model",
         "train",
         "evaluate",
+        "track",
     }
     assert schema["additionalProperties"] is False

@@ -1,0 +1,64 @@
+"""``track:``: false disables, true means the defaults, a mapping overrides, typos are named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import Field, ValidationError
+
+from canonml.spec.base import StrictModel
+from canonml.spec.track import Track, TrackSpec
+
+
+class _Root(StrictModel):
+    """The top-level spec as far as ``track:`` goes."""
+
+    track: Track = Field(default_factory=TrackSpec)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (False, False),
+        (True, TrackSpec()),
+        (None, TrackSpec()),
+        ({}, TrackSpec()),
+        ({"uri": "http://127.0.0.1:5000"}, TrackSpec(uri="http://127.0.0.1:5000")),
+        ({"experiment": "team", "timeout": 5}, TrackSpec(experiment="team", timeout=5.0)),
+    ],
+)
+def test_track_values(given: Any, expected: TrackSpec | bool) -> None:
+    assert _Root.model_validate({"track": given}).track == expected
+
+
+def test_defaults_are_an_sqlite_file_and_experiment_canon() -> None:
+    track = _Root().track
+    assert track == TrackSpec(uri="sqlite:///mlruns.db", experiment="canon", timeout=60.0)
+    assert _Root().model_dump(mode="json")["track"]["uri"] == "sqlite:///mlruns.db"
+    assert _Root(track=False).model_dump(mode="json") == {"track": False}
+
+
+@pytest.mark.parametrize(
+    ("given", "loc", "fragment"),
+    [
+        ({"uri": "sqlite:///x.db", "experimnt": "a"}, ("track", "experimnt"), "Extra inputs"),
+        ({"experiment": ""}, ("track", "experiment"), "at least 1 character"),
+        ({"timeout": 0}, ("track", "timeout"), "greater than 0"),
+        ("yes please", ("track",), "must be false, true or a mapping"),
+        (3, ("track",), "must be false, true or a mapping"),
+    ],
+)
+def test_bad_track_values_name_the_key(given: Any, loc: tuple[str, ...], fragment: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        _Root.model_validate({"track": given})
+    err = info.value.errors()[0]
+    assert err["loc"] == loc  # `track.experiment`, not `track.TrackSpec.experiment`
+    assert fragment in err["msg"]
+    assert len(info.value.errors()) == 1
+
+
+def test_schema_accepts_a_mapping_or_a_boolean() -> None:
+    schema = _Root.model_json_schema()["properties"]["track"]
+    assert {"type": "boolean"} in schema["anyOf"]
+    assert {"$ref": "#/$defs/TrackSpec"} in schema["anyOf"]
