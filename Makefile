@@ -33,6 +33,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/trainer_overhead.py
 	$(BIN)/python bench/threads.py
+	$(BIN)/python bench/tracking_overhead.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -68,8 +68,9 @@ def busy_cores(n: int) -> Iterator[None]:
                 p.join()
 
 
-def steps_per_second(step: ClassificationStep, x: torch.Tensor, y: torch.Tensor,
-                     threads: int, seconds: float) -> float:
+def steps_per_second(
+    step: ClassificationStep, x: torch.Tensor, y: torch.Tensor, threads: int, seconds: float
+) -> float:
     """Train on one fixed batch for about ``seconds``; warm-up steps are not counted."""
     torch.set_num_threads(threads)
     for _ in range(2):  # (re)builds the thread pool and the kernels' caches
@@ -113,8 +114,9 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + sum(rest[:3])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(cases: list[Case], many: int, spinners: int,
-            seconds: float) -> tuple[list[list[float]], list[float]]:
+def measure(
+    cases: list[Case], many: int, spinners: int, seconds: float
+) -> tuple[list[list[float]], list[float]]:
     """Per case: steps/s idle 1t, idle Nt, busy 1t, busy Nt; and per phase, the cores that
     other processes kept busy on average (the load this script does not control)."""
     rows: list[list[float]] = [[] for _ in cases]
@@ -129,23 +131,35 @@ def measure(cases: list[Case], many: int, spinners: int,
     return rows, others
 
 
+def print_table(
+    cases: list[Case], rows: list[list[float]], others: list[float], many: int, spinners: int
+) -> None:
+    cores = os.cpu_count() or 1
+    print(
+        f"cores={cores} spinners={spinners} HEAVY_BATCH_MACS={HEAVY_BATCH_MACS:,} "
+        f"other load: idle {others[0]:.2f} cores, busy {others[1]:.2f} cores "
+        f"(steps/s; ×: {many}t over 1t)"
+    )
+    print(
+        f"{'model':<11} {'batch':>5} {'MACs/batch':>13} {'idle 1t':>8} {f'idle {many}t':>8} "
+        f"{'×':>5} {'busy 1t':>8} {f'busy {many}t':>8} {'×':>5} {'auto':>4}"
+    )
+    for (name, *_, batch), c, r in zip(CASES, cases, rows, strict=True):
+        print(
+            f"{name:<11} {batch:>5} {c.macs:>13,} {r[0]:>8.1f} {r[1]:>8.1f} "
+            f"{r[1] / r[0]:>5.2f} {r[2]:>8.1f} {r[3]:>8.1f} {r[3] / r[2]:>5.2f} {c.auto:>4}"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=1.0, help="per measurement")
     p.add_argument("--spinners", type=int, default=1, help="busy processes in 'busy' runs")
     args = p.parse_args()
-    cores = os.cpu_count() or 1
-    many = min(cores, 8)
+    many = min(os.cpu_count() or 1, 8)  # what choose_threads uses above the threshold
     cases = [make_case(spec, shape, batch) for _, spec, shape, batch in CASES]
     rows, others = measure(cases, many, args.spinners, args.seconds)
-    print(f"cores={cores} spinners={args.spinners} HEAVY_BATCH_MACS={HEAVY_BATCH_MACS:,} "
-          f"other load: idle {others[0]:.2f} cores, busy {others[1]:.2f} cores "
-          f"(steps/s; ×: {many}t over 1t)")
-    print(f"{'model':<11} {'batch':>5} {'MACs/batch':>13} {'idle 1t':>8} {f'idle {many}t':>8} "
-          f"{'×':>5} {'busy 1t':>8} {f'busy {many}t':>8} {'×':>5} {'auto':>4}")
-    for (name, *_, batch), c, r in zip(CASES, cases, rows, strict=True):
-        print(f"{name:<11} {batch:>5} {c.macs:>13,} {r[0]:>8.1f} {r[1]:>8.1f} "
-              f"{r[1] / r[0]:>5.2f} {r[2]:>8.1f} {r[3]:>8.1f} {r[3] / r[2]:>5.2f} {c.auto:>4}")
+    print_table(cases, rows, others, many, args.spinners)
 
 
 if __name__ == "__main__":

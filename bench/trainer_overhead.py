@@ -65,7 +65,7 @@ def run_plain(train: Split, val: Split, epochs: int, seed: int) -> float:
         model.eval()
         with torch.no_grad():
             out = model(val[0])
-            _ = float(nn.functional.cross_entropy(out, val[1]))
+            _ = float(nn.functional.cross_entropy(out, val[1]))  # val_loss, as fit logs it
             acc = float((out.argmax(dim=1) == val[1]).float().mean())
     return acc
 
@@ -80,12 +80,13 @@ def run_canon(train: Split, val: Split, epochs: int, seed: int) -> float:
     state = TrainState()
     state.generator.manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        callbacks: list[Callback] = [LRSchedule(schedule, "val_loss"),
-                                     HistoryCSV(Path(tmp) / "history.csv")]
+        callbacks: list[Callback] = [
+            LRSchedule(schedule, "val_loss"),
+            HistoryCSV(Path(tmp) / "history.csv"),
+        ]
         callbacks.append(Checkpointer(Path(tmp), model, opt, callbacks[:], "val_loss"))
         step = ClassificationStep(model, opt, spec)
-        fit(step, train, val, epochs=epochs, batch_size=BATCH, state=state,
-            callbacks=callbacks)
+        fit(step, train, val, epochs=epochs, batch_size=BATCH, state=state, callbacks=callbacks)
     return float(state.history[-1]["val_accuracy"])
 
 
@@ -94,6 +95,24 @@ def timed(fn: Callable[..., float], *args: object) -> tuple[float, float]:
     start = time.perf_counter()
     acc = fn(*args)
     return time.perf_counter() - start, acc
+
+
+def compare(train: Split, val: Split, epochs: int, repeats: int, seed: int) -> None:
+    """Alternate plain and canon runs; print a row per round, the medians and the ratio."""
+    small = (train[0][: 20 * BATCH], train[1][: 20 * BATCH])
+    for fn in (run_plain, run_canon):  # warm-up: first-call costs (allocator, kernels)
+        fn(small, val, 1, seed)
+    print(f"{'round':>6} {'plain_s':>8} {'canon_s':>8} {'plain_acc':>9} {'canon_acc':>9}")
+    plain, canon = [], []
+    for r in range(1, repeats + 1):
+        tp, ap = timed(run_plain, train, val, epochs, seed)
+        tc, ac = timed(run_canon, train, val, epochs, seed)
+        plain.append(tp)
+        canon.append(tc)
+        print(f"{r:>6} {tp:>8.3f} {tc:>8.3f} {ap:>9.4f} {ac:>9.4f}")
+    mp, mc = statistics.median(plain), statistics.median(canon)
+    print(f"{'median':>6} {mp:>8.3f} {mc:>8.3f}")
+    print(f"overhead_ratio={mc / mp:.3f}")
 
 
 def main() -> None:
@@ -109,22 +128,11 @@ def main() -> None:
         args.rows, args.repeats = 6_000, 1
     torch.set_num_threads(args.threads)
     train, val = make_data(args.rows, args.rows // 10, args.seed)
-    print(f"rows={args.rows} val={len(val[0])} epochs={args.epochs} batch={BATCH} "
-          f"threads={args.threads}")
-    print(f"{'round':>5} {'plain_s':>8} {'canon_s':>8} {'plain_acc':>9} {'canon_acc':>9}")
-    small = (train[0][: 20 * BATCH], train[1][: 20 * BATCH])
-    for fn in (run_plain, run_canon):  # warm-up: first-call costs (allocator, kernels, imports)
-        fn(small, val, 1, args.seed)
-    plain, canon = [], []
-    for r in range(1, args.repeats + 1):
-        tp, ap = timed(run_plain, train, val, args.epochs, args.seed)
-        tc, ac = timed(run_canon, train, val, args.epochs, args.seed)
-        plain.append(tp)
-        canon.append(tc)
-        print(f"{r:>5} {tp:>8.3f} {tc:>8.3f} {ap:>9.4f} {ac:>9.4f}")
-    mp, mc = statistics.median(plain), statistics.median(canon)
-    print(f"{'median':>5} {mp:>8.3f} {mc:>8.3f}")
-    print(f"overhead_ratio={mc / mp:.3f}")
+    print(
+        f"rows={args.rows} val={len(val[0])} epochs={args.epochs} batch={BATCH} "
+        f"threads={args.threads}"
+    )
+    compare(train, val, args.epochs, args.repeats, args.seed)
 
 
 if __name__ == "__main__":

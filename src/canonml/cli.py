@@ -73,6 +73,7 @@ def run(
     if result.tracking_warning:
         err.print(f"warning: {result.tracking_warning}", markup=False)
     out.print(f"run directory: {result.run_dir}")
+    out.print(f"report: {result.run_dir / 'report.html'}")
     track = result.spec.track
     if result.tracking_run_id and track:
         out.print(
