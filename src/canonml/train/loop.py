@@ -40,6 +40,8 @@ def fit(
     """
     x, y = train
     n = len(x)
+    # Only callbacks that act per batch are called per batch (a few µs each on small steps).
+    per_batch = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     for cb in callbacks:
         cb.on_train_begin(state)
     while state.epoch < epochs and not state.stop:
@@ -54,8 +56,8 @@ def fit(
         for b, lo in enumerate(range(0, stop, batch_size)):
             idx = perm[lo : lo + batch_size]
             loss = step.train_batch(x[idx], y[idx])
-            total += loss * len(idx)
-            for cb in callbacks:
+            total.add_(loss, alpha=len(idx))  # in place: no temporary, no sync
+            for cb in per_batch:
                 cb.on_batch_end(state, b, loss)
         logs: dict[str, Any] = {"epoch": state.epoch + 1, "train_loss": float(total) / stop}
         if val is not None and len(val[0]) > 0:

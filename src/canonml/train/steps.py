@@ -33,6 +33,8 @@ class Step(abc.ABC):
         self.model, self.optimizer, self.spec, self.augment = model, optimizer, spec, augment
         # Explicit L1/L2 penalties apply to weights, not biases or norm parameters.
         self._penalised = [p for n, p in model.named_parameters() if p.ndim > 1]
+        reg = spec.regularization
+        self._has_penalty = reg.l1 > 0 or reg.l2 > 0
 
     @abc.abstractmethod
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -55,11 +57,6 @@ class Step(abc.ABC):
             nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.grad_clip)
         self.optimizer.step()
         return loss.detach()
-
-    @property
-    def _has_penalty(self) -> bool:
-        reg = self.spec.regularization
-        return reg.l1 > 0 or reg.l2 > 0
 
     def _penalty(self) -> torch.Tensor:
         reg = self.spec.regularization
