@@ -74,6 +74,7 @@ def run(
         err.print(f"warning: {result.tracking_warning}", markup=False)
     out.print(f"run directory: {result.run_dir}")
     out.print(f"report: {result.run_dir / 'report.html'}")
+    out.print(f"package: {result.run_dir / 'package'}")
     track = result.spec.track
     if result.tracking_run_id and track:
         out.print(
@@ -163,6 +164,72 @@ def runs(
             table = list_runs(uri=uri, experiment=experiment, limit=limit, sort=sort)
     except CanonError as e:
         fail(e)
+    out.print(table)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run directory", show_default=False)],
+    as_zip: Annotated[bool, typer.Option("--zip", help="write one .zip file")] = False,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="where to write")] = None,
+) -> None:
+    """Write the run's model package (canon.json, model.onnx, weights, spec, model card).
+
+    Example: canon export runs/digits-mlp/20261122-101500-ab12 --zip -o digits.zip
+    """
+    from canonml.package import write_package
+
+    try:
+        written = write_package(run_dir, output, as_zip=as_zip)
+    except CanonError as e:
+        fail(e)
+    out.print(f"package: {written}")
+
+
+@app.command()
+def verify(
+    package: Annotated[Path, typer.Argument(help="package directory or .zip", show_default=False)],
+) -> None:
+    """Check a package: file hashes, ONNX checker, signature, ONNX Runtime vs PyTorch outputs.
+
+    Exit 0 only if everything agrees; otherwise exit 1 with one line per problem.
+    Example: canon verify runs/digits-mlp/20261122-101500-ab12/package
+    """
+    from canonml.package import verify_package
+
+    problems = verify_package(package)
+    for line in problems:
+        err.print(f"problem: {line}", markup=False)
+    if problems:
+        raise typer.Exit(1)
+    out.print(f"ok: {package} (hashes, onnx checker, signature, outputs agree)")
+
+
+@app.command()
+def predict(
+    package: Annotated[Path, typer.Argument(help="package directory or .zip", show_default=False)],
+    inputs: Annotated[list[str], typer.Argument(help="CSV, .npy, JSON or image files")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Predict with ONNX Runtime only (no torch needed).
+
+    Example: canon predict runs/iris/20261122-101500-ab12/package flowers.csv --json
+    """
+    from canonml.package import predict_inputs
+
+    try:
+        rows = predict_inputs(package, inputs)
+    except CanonError as e:
+        fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    columns = [k for k in rows[0] if k != "probabilities"] if rows else []
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(
+            *(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns)
+        )
     out.print(table)
 
 

@@ -46,6 +46,10 @@ class CheckpointError(CanonError):
     """A checkpoint or run directory cannot be used (missing, corrupt, from another spec)."""
 
 
+class PackageError(CanonError):
+    """A model package is missing, corrupt, or does not match its manifest."""
+
+
 class MissingExtraError(CanonError):
     """An optional dependency is not installed; the message gives the exact pip command."""
 

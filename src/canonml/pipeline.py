@@ -1,4 +1,5 @@
-"""``run``: the whole life of one spec, top to bottom — data → model → train → evaluate."""
+"""``run``: the whole life of one spec, top to bottom — data → model → train → evaluate →
+report → package, tracked."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from canonml.errors import CheckpointError
 from canonml.io import atomic_write, write_json
+from canonml.package import write_package
 from canonml.rundir import RunDir, existing_run_dir, new_run_dir
 from canonml.spec import Spec, load_spec, spec_to_yaml
 from canonml.track import make_tracker, run_record
@@ -95,6 +97,7 @@ def _run(
     write_json(run_dir.path / "evaluation.json", evaluation.summary())
     write_json(run_dir.metrics, evaluation.selected)
     _report(spec, run_dir, data, model, history, best_epoch, evaluation, started)
+    write_package(run_dir.path)
     return RunResult(
         run_dir.path, evaluation.selected, history, spec, evaluation, fingerprint=data.fingerprint
     )

@@ -84,6 +84,8 @@ def load_data(spec: Spec) -> Loaded:
     if len(raw) == 0:
         raise DataError("empty data set: no examples to train on")
     info: dict[str, Any] = {"source": spec.data.source, "rows": len(raw)}
+    if raw.pixel_max is not None:
+        info["pixel_max"] = raw.pixel_max
     if spec.data.preprocess.dedupe:
         raw, info["duplicates_removed"] = _dedupe(raw)
     return Loaded(raw, official_test, info)

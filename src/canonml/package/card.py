@@ -1,0 +1,232 @@
+"""``MODEL_CARD.md``: a model card (Mitchell et al. 2019) filled from the run (pure).
+
+YAML front matter in the Hugging Face model-card metadata style. What the run cannot know
+(intended users, license, ethical review) is marked as such, never invented.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+UNKNOWN = "_Not specified by the run._"
+PIPELINE = {
+    ("tabular", "classification"): "tabular-classification",
+    ("tabular", "regression"): "tabular-regression",
+    ("image", "classification"): "image-classification",
+}
+
+
+def model_card(
+    manifest: dict[str, Any],
+    spec: dict[str, Any],
+    evaluation: dict[str, Any],
+    described: dict[str, Any],
+    params: int,
+) -> str:
+    """The whole card: front matter, then one section per model-card heading."""
+    sections = [
+        f"# {manifest['name']}\n",
+        _details(manifest, spec, params),
+        _intended_use(manifest, spec),
+        _training_data(manifest, spec, described),
+        _evaluation_data(manifest, spec),
+        _metrics(manifest, spec, evaluation),
+        _ethics(),
+        _caveats(manifest, evaluation),
+    ]
+    return _front_matter(manifest) + "\n".join(sections)
+
+
+def _front_matter(m: dict[str, Any]) -> str:
+    sig, source = m["signature"], _source_tag(m["data"]["source"])
+    pipeline = PIPELINE.get((sig["kind"], m["task"]), m["task"])
+    meta = {
+        "library_name": "canonml",
+        "pipeline_tag": pipeline,
+        "tags": ["canonml", m["task"], sig["kind"], source, "onnx", "safetensors"],
+        "metrics": list(m["metrics"]),
+        "model-index": [
+            {
+                "name": m["name"],
+                "results": [
+                    {
+                        "task": {"type": pipeline},
+                        "dataset": {"name": source, "type": source, "split": "test"},
+                        "metrics": [
+                            {"type": k, "name": k, "value": round(float(v), 6)}
+                            for k, v in m["metrics"].items()
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
+
+
+def _details(m: dict[str, Any], spec: dict[str, Any], params: int) -> str:
+    sig, v = m["signature"], m["versions"]
+    arch = ", ".join(f"{k}: {json.dumps(v)}" for k, v in spec["model"].items() if k != "arch")
+    outputs = ", ".join(f"`{o['name']}` {o['datatype']} {o['shape']}" for o in sig["outputs"])
+    return (
+        "## Model details\n\n"
+        f"- Version (run id): `{m['version']}`, packaged {m['created']}\n"
+        f"- Task: {m['task']} on {sig['kind']} data\n"
+        f"- Architecture: `{spec['model']['arch']}` ({arch}); {params:,} parameters\n"
+        f"- Input: `input` FP32 {sig['inputs'][0]['shape']} (raw values; preprocessing is "
+        "inside the graph)\n"
+        f"- Outputs: {outputs}\n"
+        f"- Trained with canonml {v['canonml']}, PyTorch {v['torch']}; ONNX opset {v['opset']}\n"
+        f"- Files: `model.onnx`, `weights.safetensors`, `spec.yaml` (reproduces the run), "
+        "`canon.json` (manifest, sha256 of every file)\n"
+        f"- Developers, license and contact: {UNKNOWN}\n"
+    )
+
+
+def _intended_use(m: dict[str, Any], spec: dict[str, Any]) -> str:
+    sig, target = m["signature"], (spec.get("data") or {}).get("target")
+    what = (
+        f"classifies {_input_words(sig)} into {len(sig['labels'] or [])} classes "
+        f"({_short_list(sig['labels'] or [])})"
+        if m["task"] == "classification"
+        else f"predicts {f'`{target}`' if target else 'a number'} from {_input_words(sig)}"
+    )
+    return (
+        "## Intended use\n\n"
+        f"What the model does: it {what}.\n\n"
+        f"Primary intended uses and users: {UNKNOWN}\n\n"
+        "### Out-of-scope use\n\n"
+        f"{UNKNOWN} The model was evaluated only on data from the training source "
+        f"(`{m['data']['source']}`); inputs unlike it (other columns, units, image sizes or "
+        "sources) were never evaluated.\n"
+    )
+
+
+def _training_data(m: dict[str, Any], spec: dict[str, Any], described: dict[str, Any]) -> str:
+    data, sizes = spec["data"], m["data"]["sizes"] or {}
+    pre, split = data["preprocess"], data["split"]
+    dups = described.get("duplicates_removed")
+    return (
+        "## Training data\n\n"
+        f"- Source: `{m['data']['source']}`"
+        + (f" ({described['rows']} rows)" if "rows" in described else "")
+        + "\n"
+        f"- Fingerprint (sha256 of the raw training examples): `{m['data']['fingerprint']}`\n"
+        f"- Train / validation examples: {sizes.get('train')} / {sizes.get('val')}; "
+        f"seeded split (seed {spec['seed']}, val {split['val']}, test {split['test']}, "
+        f"stratified: {str(split['stratify']).lower()})\n"
+        + (f"- Duplicates removed before the split: {dups}\n" if dups is not None else "")
+        + f"- Preprocessing fitted on the train split only: {_preprocessing(m, pre)} "
+        "(constants in `canon.json` signature.preprocessing)\n"
+    )
+
+
+def _preprocessing(m: dict[str, Any], pre: dict[str, Any]) -> str:
+    if m["signature"]["kind"] == "image":
+        return f"scale {pre['scale']} per channel"
+    target = ", target standardised" if m["signature"]["preprocessing"].get("target") else ""
+    return f"impute {pre['impute']}, scale {pre['scale']}{target}"
+
+
+def _evaluation_data(m: dict[str, Any], spec: dict[str, Any]) -> str:
+    n = (m["data"]["sizes"] or {}).get("test")
+    stopping = (spec.get("train") or {}).get("early_stopping")
+    watched = (
+        f" (early stopping watched {stopping.get('monitor', 'val_loss')} on the validation split)"
+        if stopping
+        else ""
+    )
+    return (
+        "## Evaluation data\n\n"
+        f"The test split of `{m['data']['source']}`: {n} examples, used neither for training "
+        f"nor for model selection{watched}.\n"
+    )
+
+
+def _metrics(m: dict[str, Any], spec: dict[str, Any], evaluation: dict[str, Any]) -> str:
+    interval, headline = m.get("interval"), m.get("headline")
+    rows = ["| metric | value | 95% interval |", "| --- | ---: | ---: |"]
+    for name, value in (evaluation.get("metrics") or m["metrics"]).items():
+        ci = f"{interval[0]:.4f} – {interval[1]:.4f}" if interval and name == headline else "—"
+        rows.append(f"| {name} | {value:.4f} | {ci} |")
+    notes = (
+        f"\nThe interval of {headline} is a bootstrap 95% percentile interval over "
+        f"{spec['evaluate']['ci']} resamples of the test split; other metrics have none.\n"
+        if interval
+        else "\nNo interval was computed (evaluate.ci: 0).\n"
+    )
+    cv = evaluation.get("cv")
+    if cv:
+        cv_rows = [f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in cv["metrics"].items()]
+        notes += f"\n{cv['folds']}-fold cross-validation on train+val: {'; '.join(cv_rows)}.\n"
+    return "## Metrics\n\n" + "\n".join(rows) + "\n" + notes + _per_class(evaluation)
+
+
+def _per_class(evaluation: dict[str, Any]) -> str:
+    rows = evaluation.get("per_class") or []
+    if not rows:
+        return ""
+    lines = [
+        "",
+        "| class | precision | recall | f1 | support |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} "
+            f"| {r['support']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _ethics() -> str:
+    return (
+        "## Ethical considerations\n\n"
+        f"{UNKNOWN} The run assessed neither fairness across groups nor the provenance, "
+        "consent or sensitivity of its training data.\n\n"
+        "Privacy: trained without differential privacy (`privacy: null` in `canon.json`).\n"
+    )
+
+
+def _caveats(m: dict[str, Any], evaluation: dict[str, Any]) -> str:
+    n = (m["data"]["sizes"] or {}).get("test")
+    lines = [
+        f"- The metrics come from one test split of {n} examples; on other data from the "
+        "same source they may differ by about the width of the interval, elsewhere by more.",
+        "- Send raw values: imputation and scaling are folded into `model.onnx`.",
+    ]
+    per_class = evaluation.get("per_class") or []
+    if per_class:
+        worst = min(per_class, key=lambda r: r["recall"])
+        lines.append(
+            f"- Lowest recall on the test split: class {worst['label']} ({worst['recall']:.3f})."
+        )
+    if m["signature"]["preprocessing"].get("categorical"):
+        lines.append(
+            "- Categorical columns enter the graph one-hot (`col=value`); a category unseen "
+            "in training encodes as all zeros."
+        )
+    lines.append("- Check a copy of the package with `canon verify` before use.")
+    lines.append(f"- Further recommendations: {UNKNOWN}")
+    return "## Caveats and recommendations\n\n" + "\n".join(lines) + "\n"
+
+
+def _input_words(sig: dict[str, Any]) -> str:
+    if sig["kind"] == "image":
+        c, h, w = sig["image_shape"]
+        return f"{h}×{w} images with {c} channel{'s' if c > 1 else ''}"
+    return f"rows of {len(sig['features'])} features"
+
+
+def _short_list(items: list[str], most: int = 12) -> str:
+    shown = ", ".join(items[:most])
+    return shown + (f", … ({len(items) - most} more)" if len(items) > most else "")
+
+
+def _source_tag(source: str) -> str:
+    # A csv path is local to the machine that trained the model; keep only the file name.
+    scheme, _, arg = source.partition(":")
+    return f"{scheme}:{arg.replace(chr(92), '/').rsplit('/', 1)[-1]}" if scheme == "csv" else source

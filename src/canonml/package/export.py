@@ -1,0 +1,85 @@
+"""``model.onnx``: the trained model wrapped with its preprocessing and output head.
+
+raw input → NaN ← fill → (x - shift) / scale → model → softmax / argmax (classification) or
+the prediction in the data's units (regression). Exported with the TorchScript-based
+exporter (``dynamo=False``): ~0.05 s against ~5 s for the dynamo one, and it handles these
+feed-forward graphs exactly (``canon verify`` checks the parity).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from canonml.package.signature import graph_constants
+
+if TYPE_CHECKING:
+    from torch import nn
+
+OPSET = 17
+
+
+def inference_module(model: nn.Module, signature: dict[str, Any], task: str) -> nn.Module:
+    """``model`` in eval mode behind in-graph preprocessing and the task's output head."""
+    import torch
+    from torch import nn
+
+    state = signature["preprocessing"]
+    fill, shift, scale = graph_constants(state)
+    # Constants broadcast over the batch: (1, F) per column, or (1, C, 1, 1) per channel.
+    view = (1, -1, 1, 1) if state["kind"] == "image" else (1, -1)
+    target = state.get("target") if task == "regression" else None
+
+    class Inference(nn.Module):
+        fill: torch.Tensor
+        shift: torch.Tensor
+        scale: torch.Tensor
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.has_fill = fill is not None
+            if fill is not None:
+                self.register_buffer("fill", torch.from_numpy(fill).reshape(view))
+            self.register_buffer("shift", torch.from_numpy(shift).reshape(view))
+            self.register_buffer("scale", torch.from_numpy(scale).reshape(view))
+
+        def forward(self, x: torch.Tensor) -> Any:
+            if self.has_fill:
+                x = torch.where(torch.isnan(x), self.fill, x)
+            out = self.model((x - self.shift) / self.scale)  # (B, K)
+            if task == "classification":
+                return torch.softmax(out, dim=1), torch.argmax(out, dim=1)
+            pred = out[:, 0]  # (B,)
+            return pred if target is None else pred * target["scale"] + target["shift"]
+
+    return Inference().eval()
+
+
+def export_onnx(model: nn.Module, signature: dict[str, Any], task: str) -> bytes:
+    """The ONNX bytes (opset 17, dynamic batch axis) of ``inference_module(model, ...)``."""
+    import torch
+
+    wrapper = inference_module(model, signature, task)
+    shape = signature["inputs"][0]["shape"][1:]
+    sample = torch.zeros(2, *shape)
+    outputs = [o["name"] for o in signature["outputs"]]
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter is chosen on purpose (see the module docstring).
+        warnings.filterwarnings(
+            "ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning
+        )
+        warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
+        torch.onnx.export(
+            wrapper,
+            (sample,),
+            buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
+            input_names=["input"],
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ["input", *outputs]},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    return buf.getvalue()

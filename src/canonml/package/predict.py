@@ -1,0 +1,62 @@
+"""``canon predict PKG INPUT...``: ONNX Runtime on a package — torch is never imported."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from canonml.package.inputs import read_inputs
+from canonml.package.reader import Package, PackageError, open_package
+
+
+def predict_inputs(
+    pkg_path: str | os.PathLike[str], inputs: list[str], threads: int = 1
+) -> list[dict[str, Any]]:
+    """One row per input example: ``input`` (where it came from) and the prediction.
+
+    Classification rows hold ``label``, ``probability`` (of that label) and
+    ``probabilities`` (label → probability); regression rows hold ``prediction``.
+    Raises ``PackageError`` for a bad package, ``DataError`` for a bad input file.
+    """
+    pkg = open_package(pkg_path)
+    x, refs = read_inputs(pkg, [str(p) for p in inputs])
+    outputs = run_graph(pkg, x, threads)
+    return prediction_rows(pkg, refs, outputs)
+
+
+def run_graph(pkg: Package, x: np.ndarray, threads: int = 1) -> dict[str, np.ndarray]:
+    """The graph's outputs by name for the raw input batch ``x``."""
+    session = pkg.session(threads)
+    names = [o.name for o in session.get_outputs()]
+    try:
+        values = session.run(names, {"input": x.astype(np.float32)})
+    except Exception as e:  # onnxruntime's own error types
+        raise PackageError(f"model.onnx: ONNX Runtime failed ({str(e).splitlines()[0]})") from None
+    return dict(zip(names, values, strict=True))
+
+
+def prediction_rows(
+    pkg: Package, refs: list[str], outputs: dict[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    """Plain JSON-able rows, one per input."""
+    if pkg.task != "classification":
+        return [
+            {"input": ref, "prediction": float(v)}
+            for ref, v in zip(refs, outputs["prediction"], strict=True)
+        ]
+    labels = pkg.signature.get("labels") or []
+    proba = outputs["probabilities"]
+    rows = []
+    for ref, p, k in zip(refs, proba, outputs["label"], strict=True):
+        names = labels if len(labels) == len(p) else [str(i) for i in range(len(p))]
+        rows.append(
+            {
+                "input": ref,
+                "label": names[int(k)],
+                "probability": float(p[int(k)]),
+                "probabilities": {n: float(v) for n, v in zip(names, p, strict=True)},
+            }
+        )
+    return rows

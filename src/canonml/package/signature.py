@@ -1,0 +1,128 @@
+"""The package signature and the graph's input convention (pure numpy, no torch).
+
+The graph takes *raw* inputs: tabular rows with one column per name in ``features`` (numeric
+columns as read, NaN for a missing cell; a categorical column as its one-hot columns
+``col=value``), or images of raw pixel values ``(C, H, W)``. The graph imputes and scales
+them with the fitted constants in ``preprocessing``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from canonml.data.dataset import Dataset
+from canonml.data.preprocess import apply_preprocess
+
+# The grey-level range of sklearn:digits; image sources default to 8-bit pixels.
+PIXEL_MAX = {"sklearn:digits": 16.0}
+
+
+def build_signature(task: str, described: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """Inputs, outputs (Open Inference Protocol datatypes), labels and preprocessing."""
+    kind = described["kind"]
+    shape = [int(d) for d in described["input_shape"]]
+    labels = described.get("label_names")
+    if task == "classification":
+        outputs = [
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(labels or [])]},
+            {"name": "label", "datatype": "INT64", "shape": [-1]},
+        ]
+    else:
+        outputs = [{"name": "prediction", "datatype": "FP32", "shape": [-1]}]
+    image = kind == "image"
+    return {
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, *shape]}],
+        "outputs": outputs,
+        "labels": labels,
+        "features": list(described["feature_names"]),
+        "kind": kind,
+        "image_shape": shape if image else None,
+        # Image files are read as 0..255 and mapped to the training range 0..pixel_max.
+        "pixel_max": _pixel_max(described) if image else None,
+        "preprocessing": {**state, "in_graph": True},
+    }
+
+
+def graph_constants(state: dict[str, Any]) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(fill, shift, scale) float32 per input column (per channel for images; no fill).
+
+    One-hot columns pass through the graph unchanged: fill 0, shift 0, scale 1.
+    """
+    if state["kind"] == "image":
+        return None, _f32(state["shift"]), _f32(state["scale"])
+    numeric = state["numeric"]
+    n_onehot = sum(len(c["categories"]) for c in state["categorical"])
+    fill = _f32([c["fill"] for c in numeric] + [0.0] * n_onehot)
+    shift = _f32([c["shift"] for c in numeric] + [0.0] * n_onehot)
+    scale = _f32([c["scale"] for c in numeric] + [1.0] * n_onehot)
+    return fill, shift, scale
+
+
+def raw_columns(state: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The numeric and the categorical column names a raw table needs (tabular only)."""
+    return [c["name"] for c in state["numeric"]], [c["name"] for c in state["categorical"]]
+
+
+def to_graph_input(
+    state: dict[str, Any], numeric: np.ndarray, categorical: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Raw table → the graph input ``(N, F)``: numeric cells as given, categorical one-hot.
+
+    A missing categorical cell (None) becomes the training mode, an unseen category all
+    zeros — exactly as training encoded them (canonml.data.preprocess does the encoding).
+    """
+    n = len(numeric)
+    # Only the categorical part of the fitted state, and no row dropping: the graph imputes.
+    onehot_only = {**state, "numeric": [], "impute": "median"}
+    empty = Dataset(
+        x=np.zeros((n, 0)),
+        y=np.zeros(n),
+        kind="tabular",
+        feature_names=[],
+        categorical={k: np.asarray(v, dtype=object) for k, v in categorical.items()},
+    )
+    onehot, _ = apply_preprocess(onehot_only, empty)
+    return np.concatenate([numeric.astype(np.float32), onehot], axis=1)
+
+
+def sample_inputs(state: dict[str, Any], shape: list[int], n: int, seed: int = 0) -> Any:
+    """``n`` seeded raw inputs around the training data, and the model inputs they become.
+
+    Returns (graph input, model input); the model input comes from the training code's own
+    numpy preprocessing, so comparing the two checks the constants folded into the graph.
+    """
+    rng = np.random.default_rng(seed)
+    if state["kind"] == "image":
+        _, shift, scale = graph_constants(state)
+        noise = rng.standard_normal((n, *shape))
+        raw = (shift.reshape(1, -1, 1, 1) + scale.reshape(1, -1, 1, 1) * noise).astype(np.float32)
+        data = Dataset(x=raw, y=np.zeros(n), kind="image", feature_names=[])
+        return raw, apply_preprocess(state, data)[0]
+    shift = np.array([c["shift"] for c in state["numeric"]], dtype=np.float64)
+    scale = np.array([c["scale"] for c in state["numeric"]], dtype=np.float64)
+    x = shift + scale * rng.standard_normal((n, len(shift)))
+    gaps = state["impute"] != "drop"  # with drop, training never saw a missing cell
+    if gaps:
+        x[rng.random(x.shape) < 0.1] = np.nan
+    cats = {c["name"]: _sample_cells(rng, c["categories"], n, gaps) for c in state["categorical"]}
+    data = Dataset(x=x, y=np.zeros(n), kind="tabular", feature_names=[], categorical=cats)
+    return to_graph_input(state, x, cats), apply_preprocess(state, data)[0]
+
+
+def _sample_cells(rng: np.random.Generator, categories: list[str], n: int, gaps: bool) -> Any:
+    cells = [str(rng.choice(categories)) if categories else None for _ in range(n)]
+    if gaps:
+        cells = [None if rng.random() < 0.1 else c for c in cells]
+    return np.array(cells, dtype=object)
+
+
+def _pixel_max(described: dict[str, Any]) -> float:
+    if described.get("pixel_max"):
+        return float(described["pixel_max"])
+    return PIXEL_MAX.get(str(described.get("source")), 255.0)
+
+
+def _f32(values: list[float]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)

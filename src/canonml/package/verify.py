@@ -1,0 +1,191 @@
+"""``canon verify``: hashes, the ONNX checker, signature ↔ graph, and PyTorch ↔ ONNX parity."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from canonml.package.reader import Package, PackageError, hash_problems, open_package
+from canonml.package.signature import sample_inputs
+
+if TYPE_CHECKING:
+    import onnx
+    from torch import nn
+
+TOLERANCE = 1e-4  # max abs difference between ONNX Runtime and PyTorch outputs
+SAMPLES = 32
+# ONNX TensorProto element types by Open Inference Protocol datatype.
+ONNX_TYPES = {"FP32": 1, "UINT8": 2, "INT8": 3, "INT32": 6, "INT64": 7, "BOOL": 9, "FP64": 11}
+
+
+def verify_package(path: str | os.PathLike[str]) -> list[str]:
+    """Every problem of the package at ``path``, one line each naming the file; [] = OK."""
+    try:
+        pkg = open_package(path, verify_hashes=False)
+    except PackageError as e:
+        return [str(e)]
+    problems = hash_problems(pkg)
+    try:
+        problems += manifest_problems(pkg)
+        graph = _checked_graph(pkg, problems)
+        mismatched = signature_problems(pkg.signature, graph) if graph is not None else []
+        problems += mismatched
+        model = _rebuilt(pkg, problems)
+        if graph is not None and model is not None and not mismatched:
+            problems += parity_problems(pkg, model)
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        # A hand-edited signature: report it rather than fail with a traceback.
+        problems.append(f"canon.json: malformed signature ({type(e).__name__}: {e})")
+    return problems
+
+
+def manifest_problems(pkg: Package) -> list[str]:
+    """Where ``canon.json`` contradicts the files it describes (it cannot hash itself)."""
+    import yaml
+
+    m, problems = pkg.manifest, []
+    try:
+        spec_hash = pkg.sha256("spec.yaml")
+        spec = yaml.safe_load(pkg.read("spec.yaml"))
+    except (PackageError, yaml.YAMLError):
+        return []  # reported as a missing or unreadable spec.yaml
+    if (m.get("lineage") or {}).get("spec_sha256") != spec_hash:
+        problems.append("canon.json: lineage.spec_sha256 is not the sha256 of spec.yaml")
+    for key in ("name", "task"):
+        if isinstance(spec, dict) and spec.get(key) != m.get(key):
+            problems.append(
+                f"canon.json: {key} {m.get(key)!r} differs from spec.yaml's {spec.get(key)!r}"
+            )
+    sig = m["signature"]
+    try:
+        width = math.prod(sig["inputs"][0]["shape"][1:])
+        if len(sig["features"]) != width:
+            problems.append(
+                f"canon.json: signature lists {len(sig['features'])} features for {width} inputs"
+            )
+    except (KeyError, IndexError, TypeError):
+        problems.append("canon.json: signature.inputs[0].shape or signature.features is missing")
+    return problems
+
+
+def _checked_graph(pkg: Package, problems: list[str]) -> onnx.ModelProto | None:
+    import onnx
+
+    try:
+        model = onnx.load_from_string(pkg.read("model.onnx"))
+        onnx.checker.check_model(model, full_check=True)
+    except PackageError as e:
+        problems.append(str(e))
+        return None
+    except Exception as e:  # protobuf's DecodeError, onnx's ValidationError, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        problems.append(f"model.onnx: fails the ONNX checker ({first})")
+        return None
+    return model
+
+
+def signature_problems(signature: dict[str, Any], graph: onnx.ModelProto) -> list[str]:
+    """Where the graph's inputs and outputs differ from ``signature`` (names, types, shapes)."""
+    problems = []
+    for side, declared, actual in (
+        ("input", signature.get("inputs") or [], graph.graph.input),
+        ("output", signature.get("outputs") or [], graph.graph.output),
+    ):
+        want = [(d["name"], ONNX_TYPES.get(d["datatype"]), list(d["shape"])) for d in declared]
+        got = [(v.name, v.type.tensor_type.elem_type, _shape(v)) for v in actual]
+        if want != got:
+            problems.append(
+                f"model.onnx: graph {side}s {_show(got)} differ from canon.json's signature "
+                f"{_show(want)}"
+            )
+    return problems
+
+
+def parity_problems(pkg: Package, model: nn.Module) -> list[str]:
+    """Compare ONNX Runtime on raw sample inputs with the rebuilt PyTorch model."""
+    sig = pkg.signature
+    state = sig["preprocessing"]
+    raw, prepared = sample_inputs(state, sig["inputs"][0]["shape"][1:], SAMPLES)
+    try:
+        got = pkg.session().run(None, {"input": raw})
+    except PackageError as e:
+        return [str(e)]
+    except Exception as e:  # onnxruntime's own errors (bad shapes, missing ops)
+        return [f"model.onnx: ONNX Runtime fails on sample inputs ({str(e).splitlines()[0]})"]
+    want = reference_outputs(model, prepared, pkg.task, state.get("target"))
+    names = [o["name"] for o in sig["outputs"]]
+    problems = []
+    for name, w, g in zip(names, want, got, strict=False):
+        if w.shape != g.shape:
+            problems.append(
+                f"model.onnx: output '{name}' has shape {list(g.shape)}, "
+                f"PyTorch gives {list(w.shape)}"
+            )
+        elif name == "label":
+            continue  # argmax of probabilities compared below, robust to near-ties
+        elif np.any(np.abs(w - g) > TOLERANCE * _magnitude(w)):
+            diff = float(np.max(np.abs(w - g)))
+            problems.append(
+                f"model.onnx: output '{name}' differs from the PyTorch model rebuilt from "
+                f"spec.yaml + weights.safetensors by {diff:.3g} (max abs; allowed {TOLERANCE:g}"
+                + (" of the value's size)" if name == "prediction" else ")")
+            )
+    if pkg.task == "classification" and len(got) == 2 and not problems:
+        problems += _label_problems(want[0], got[1])
+    return problems
+
+
+def reference_outputs(
+    model: nn.Module, prepared: np.ndarray, task: str, target: dict[str, float] | None
+) -> list[np.ndarray]:
+    """The PyTorch model's outputs in the package's output convention."""
+    import torch
+
+    with torch.no_grad():
+        out = model(torch.from_numpy(prepared)).double().numpy()  # (N, K)
+    if task == "classification":
+        z = np.exp(out - out.max(axis=1, keepdims=True))
+        proba = z / z.sum(axis=1, keepdims=True)
+        return [proba, proba.argmax(axis=1)]
+    pred = out[:, 0]
+    return [pred if target is None else pred * target["scale"] + target["shift"]]
+
+
+def _magnitude(values: np.ndarray) -> np.ndarray:
+    # Probabilities are in [0, 1]; a prediction in the data's units (prices, say) is compared
+    # relative to its size, since float32 cannot hold 250000.0 to 1e-4.
+    return np.maximum(1.0, np.abs(values))
+
+
+def _label_problems(proba: np.ndarray, label: np.ndarray) -> list[str]:
+    top = np.sort(proba, axis=1)[:, -2:] if proba.shape[1] > 1 else np.ones((len(proba), 2))
+    clear = (top[:, 1] - top[:, 0]) > 2 * TOLERANCE  # not a near-tie
+    bad = int(np.sum(clear & (proba.argmax(axis=1) != label)))
+    if bad:
+        return [f"model.onnx: output 'label' disagrees with PyTorch's argmax on {bad} samples"]
+    return []
+
+
+def _rebuilt(pkg: Package, problems: list[str]) -> nn.Module | None:
+    from canonml.package.rebuild import rebuild_model
+
+    try:
+        spec_text = pkg.read("spec.yaml").decode("utf-8")
+        return rebuild_model(spec_text, pkg.read("weights.safetensors"), pkg.signature)
+    except UnicodeDecodeError:
+        problems.append("spec.yaml: not UTF-8 text")
+    except (PackageError, KeyError, TypeError, ValueError) as e:
+        problems.append(str(e) if isinstance(e, PackageError) else f"canon.json: signature {e}")
+    return None
+
+
+def _shape(value: Any) -> list[int]:
+    dims = value.type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
+
+
+def _show(items: list[tuple[Any, Any, list[int]]]) -> str:
+    return ", ".join(f"{name} (type {t}) {shape}" for name, t, shape in items)
