@@ -6,6 +6,9 @@ STAMP   := $(VENV)/.installed
 # torch first, pinned: an unpinned torch (or one pulled in by a dependency) is a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
+# The page test drives Debian's headless Chromium (no browser download: the machine is offline).
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: demo test test-fast lint bench clean
 
 $(BIN)/python:
@@ -20,7 +23,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/canon run --template digits-mlp
 
-test: $(STAMP)
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
