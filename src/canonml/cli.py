@@ -234,6 +234,56 @@ def predict(
 
 
 @app.command()
+def serve(
+    packages: Annotated[
+        list[Path], typer.Argument(help="package directories or .zip files", show_default=False)
+    ],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CANON_TOKEN",
+            show_default=False,
+            help="require 'Authorization: Bearer TOKEN' (health probes and the page stay open)",
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    max_body: Annotated[
+        str, typer.Option("--max-body", help="largest request body, e.g. 16MiB (413 above)")
+    ] = "16MiB",
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", help="samples per ONNX Runtime call; 1 = no batching")
+    ] = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", help="how long a batch that is not full waits")
+    ] = 0.0,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads per model")] = 1,
+) -> None:
+    """Serve model packages over the Open Inference Protocol v2 (KServe / Triton clients work).
+
+    Example: canon serve runs/digits-mlp/20261122-101500-ab12/package --port 8080
+    """
+    from canonml.serve.server import parse_size, run_server
+
+    try:
+        run_server(
+            packages,
+            host=host,
+            port=port,
+            token=token,
+            workers=workers,
+            max_body=parse_size(max_body),
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            threads=threads,
+            announce=lambda line: out.print(line, markup=False),
+        )
+    except CanonError as e:
+        fail(e)
+
+
+@app.command()
 def validate(spec: SpecArg = None, template: TemplateOpt = None, overrides: SetOpt = None) -> None:
     """Check a spec without running it; prints the resolved spec's name on success.
 

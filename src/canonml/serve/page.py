@@ -1,0 +1,176 @@
+"""The try-it page at ``GET /``: one self-contained HTML file (inline CSS and JS, no CDN).
+
+The page is a static shell; it reads the served models from ``/ui/models`` (with the
+bearer token the person types, when the server has one) and calls the OIP v2 infer route.
+Tabular models get one number field per feature; image models a drawing canvas scaled
+to the input size. The answer is a bar chart of class probabilities.
+"""
+
+from __future__ import annotations
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>canon serve</title>
+<style>
+body{font:15px/1.4 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:12px 24px}header h1{margin:0;font-size:20px}
+main{padding:16px 24px;display:grid;gap:16px}
+section.model{background:#fff;border-radius:8px;padding:16px;box-shadow:0 1px 3px #0002}
+h2{margin:0 0 12px;font-size:18px}h2 small{color:#667;font-weight:normal}
+.row{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
+form.features{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:6px;
+max-width:820px}
+form.features label{font-size:12px;color:#445;display:flex;flex-direction:column}
+form.features input{font:inherit;padding:3px 5px}
+canvas{border:1px solid #99a;background:#000;touch-action:none;cursor:crosshair}
+button{font:inherit;padding:6px 16px;margin:10px 8px 0 0;cursor:pointer}
+.result{min-width:280px}.result .headline{font-weight:600;margin-bottom:6px}
+.bar{display:grid;grid-template-columns:110px 180px 60px;gap:6px;align-items:center;
+font-size:13px}
+.bar .track{background:#e3e6ec;height:14px;border-radius:3px;overflow:hidden}
+.bar .fill{background:#5b7bd5;height:100%}.bar.top .fill{background:#d5705b}
+.bar .name{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.error{color:#b3261e}#auth{display:none;gap:8px;align-items:center}
+</style></head>
+<body><header><h1>canon serve</h1></header>
+<main><form id="auth"><span>This server needs a token:</span>
+<input type="password" id="token" autocomplete="off"><button>Use token</button></form>
+<div id="models"></div></main>
+<script>
+"use strict";
+const $ = (sel, el = document) => el.querySelector(sel);
+const esc = s => String(s).replace(/[&<>"']/g, c => "&#" + c.charCodeAt(0) + ";");
+let token = sessionStorage.getItem("canon-token") || "";
+
+async function api(path, body) {
+  const headers = {"Content-Type": "application/json"};
+  if (token) headers.Authorization = "Bearer " + token;
+  const opts = body === undefined ? {headers}
+    : {method: "POST", headers, body: JSON.stringify(body)};
+  const r = await fetch(path, opts);
+  const data = await r.json().catch(() => ({error: r.statusText}));
+  if (r.status === 401) $("#auth").style.display = "flex";
+  if (!r.ok) throw new Error(data.error || r.statusText);
+  return data;
+}
+
+$("#auth").addEventListener("submit", e => {
+  e.preventDefault();
+  token = $("#token").value;
+  sessionStorage.setItem("canon-token", token);
+  $("#auth").style.display = "none";
+  load();
+});
+
+async function load() {
+  const root = $("#models");
+  root.innerHTML = "";
+  try {
+    for (const m of await api("/ui/models")) root.appendChild(render(m));
+  } catch (e) {
+    root.innerHTML = '<p class="error">' + esc(e.message) + "</p>";
+  }
+}
+
+function render(m) {
+  const sec = document.createElement("section");
+  sec.className = "model";
+  sec.dataset.model = m.name;
+  sec.innerHTML = "<h2>" + esc(m.name) + " <small>" + esc(m.task) + " \\u00b7 version " +
+    esc(m.versions[0]) + '</small></h2><div class="row"><div class="input"></div>' +
+    '<div class="result" aria-live="polite"></div></div>';
+  const box = $(".input", sec);
+  const read = m.kind === "image" ? canvasInput(m, box) : formInput(m, box);
+  const go = document.createElement("button");
+  go.className = "predict";
+  go.textContent = "Predict";
+  go.addEventListener("click", e => { e.preventDefault(); predict(m, read, sec); });
+  box.appendChild(go);
+  return sec;
+}
+
+function formInput(m, el) {
+  const n = m.inputs[0].shape[1];
+  const names = m.features.length ? m.features : Array.from({length: n}, (_, i) => "x" + i);
+  el.innerHTML = '<form class="features">' + names.map((f, i) =>
+    "<label>" + esc(f) + '<input type="number" step="any" value="0" data-index="' + i +
+    '" name="' + esc(f) + '"></label>').join("") + "</form>";
+  return () => names.map((f, i) => {
+    const v = parseFloat($('[data-index="' + i + '"]', el).value);
+    if (!Number.isFinite(v)) throw new Error("feature '" + f + "' needs a number");
+    return v;
+  });
+}
+
+function canvasInput(m, el) {
+  const [c, h, w] = m.image_shape;
+  const cell = Math.max(4, Math.floor(256 / Math.max(h, w)));
+  const grid = new Float32Array(h * w);
+  const cv = document.createElement("canvas");
+  cv.width = w * cell; cv.height = h * cell;
+  const ctx = cv.getContext("2d");
+  const draw = () => grid.forEach((v, i) => {
+    const g = Math.round(v * 255);
+    ctx.fillStyle = "rgb(" + g + "," + g + "," + g + ")";
+    ctx.fillRect((i % w) * cell, Math.floor(i / w) * cell, cell, cell);
+  });
+  const paint = e => {
+    const r = cv.getBoundingClientRect();
+    const x = (e.clientX - r.left) / cell - 0.5, y = (e.clientY - r.top) / cell - 0.5;
+    for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) {
+      const d = Math.hypot(j - x, i - y);  // a soft round brush about 1.5 cells wide
+      if (d < 1.5) grid[i * w + j] = Math.max(grid[i * w + j], Math.min(1, 1.5 - d));
+    }
+    draw();
+  };
+  cv.addEventListener("pointerdown", e => { cv.setPointerCapture(e.pointerId); paint(e); });
+  cv.addEventListener("pointermove", e => { if (e.buttons) paint(e); });
+  const clear = document.createElement("button");
+  clear.textContent = "Clear";
+  clear.addEventListener("click", e => { e.preventDefault(); grid.fill(0); draw(); });
+  el.append(cv, document.createElement("br"), clear);
+  draw();
+  // Pixels in the data's own range (0..pixel_max), repeated over the channels.
+  return () => Array.from({length: c}, () => Array.from(grid, v => v * m.pixel_max)).flat();
+}
+
+async function predict(m, read, sec) {
+  const out = $(".result", sec);
+  try {
+    const data = read();
+    const shape = [1].concat(m.inputs[0].shape.slice(1).map(d => d < 0 ? data.length : d));
+    const body = {id: "page", inputs: [{name: m.inputs[0].name, shape: shape,
+      datatype: m.inputs[0].datatype, data: data}]};
+    sec.dataset.request = JSON.stringify(body);
+    const res = await api("/v2/models/" + encodeURIComponent(m.name) + "/infer", body);
+    show(m, res, out);
+  } catch (e) {
+    out.innerHTML = '<p class="error">' + esc(e.message) + "</p>";
+  }
+}
+
+function show(m, res, out) {
+  const byName = Object.fromEntries(res.outputs.map(o => [o.name, o.data]));
+  const probs = byName.probabilities;
+  if (!probs) {
+    const [name, data] = Object.entries(byName)[0];
+    out.innerHTML = '<div class="headline">' + esc(name) + ": <span class=\\"value\\">" +
+      esc(Number(data[0]).toPrecision(6)) + "</span></div>";
+    return;
+  }
+  const labels = m.labels || probs.map((_, i) => String(i));
+  const top = probs.indexOf(Math.max(...probs));
+  out.dataset.label = labels[top];
+  out.innerHTML = '<div class="headline">Predicted: <span class="label">' + esc(labels[top]) +
+    "</span> (" + (100 * probs[top]).toFixed(1) + "%)</div>" + probs.map((p, i) =>
+      '<div class="bar' + (i === top ? " top" : "") + '" data-label="' + esc(labels[i]) +
+      '" data-p="' + p + '"><span class="name">' + esc(labels[i]) +
+      '</span><span class="track"><span class="fill" style="display:block;width:' +
+      (100 * p).toFixed(1) + '%"></span></span><span>' + (100 * p).toFixed(1) +
+      "%</span></div>").join("");
+}
+
+load();
+</script></body></html>
+"""
