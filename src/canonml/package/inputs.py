@@ -6,7 +6,6 @@ Everything becomes the graph's raw input ``(N, *shape)`` float32 plus one refere
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -72,35 +71,14 @@ def _read_one(sig: dict[str, Any], path: Path, missing: set[str]) -> Batch:
 
 
 def _csv(sig: dict[str, Any], path: Path, missing: set[str]) -> Batch:
+    from canonml.data.sources.csv import read_table
+
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(
-            f"cannot read it as UTF-8 text ({e})", file=str(path), path="input"
-        ) from None
-    try:
-        dialect: Any = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(text.splitlines(), dialect)
-    header = [h.strip() for h in next(reader, [])]
-    rows, numbers = [], []
-    for cells in reader:
-        if not any(c.strip() for c in cells):
-            continue
-        if len(cells) != len(header):
-            raise DataError(
-                f"has {len(cells)} cells but the header has {len(header)} columns",
-                file=str(path),
-                row=reader.line_num,
-                path="input",
-            )
-        rows.append(dict(zip(header, cells, strict=True)))
-        numbers.append(reader.line_num)
-    if not rows:
-        raise DataError(
-            "no data rows (a header row, then one row per input)", file=str(path), path="input"
-        )
+        header, table = read_table(path, where="input")
+    except OSError as e:
+        raise DataError(f"cannot read it ({e})", file=str(path), path="input") from None
+    rows = [dict(zip(header, cells, strict=True)) for _, cells in table]
+    numbers = [n for n, _ in table]
     x = _table(sig, rows, path, missing, numbers)
     return x, [f"{path.name} row {n}" for n in numbers]
 

@@ -62,11 +62,19 @@ def load_csv(arg: str, spec: DataSpec) -> Dataset:
 def _read(path: Path) -> tuple[list[str], Rows]:
     if not path.is_file():
         raise DataError("csv file not found (check the path in data.source)", file=str(path))
+    return read_table(path)
+
+
+def read_table(path: Path, where: str = "data.source") -> tuple[list[str], Rows]:
+    """Header and non-blank rows (with their row numbers) of a UTF-8 csv file.
+
+    The delimiter is sniffed (``, ; tab |``); ``where`` is the place errors name.
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(
-            f"not UTF-8 text (byte {e.start}); save it as UTF-8", file=str(path)
+            f"not UTF-8 text (byte {e.start}); save it as UTF-8", file=str(path), path=where
         ) from None
     try:
         dialect: type[csvlib.Dialect] | csvlib.Dialect = csvlib.Sniffer().sniff(
@@ -78,9 +86,13 @@ def _read(path: Path) -> tuple[list[str], Rows]:
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
-        raise DataError("empty file: expected a header row and data rows", file=str(path)) from None
+        raise DataError(
+            "empty file: expected a header row and data rows", file=str(path), path=where
+        ) from None
     if len(set(header)) != len(header) or "" in header:
-        raise DataError("header has an empty or repeated column name", file=str(path), row=1)
+        raise DataError(
+            "header has an empty or repeated column name", file=str(path), row=1, path=where
+        )
     rows: Rows = []
     for cells in reader:
         if not cells or all(not c.strip() for c in cells):
@@ -90,10 +102,15 @@ def _read(path: Path) -> tuple[list[str], Rows]:
                 f"has {len(cells)} cells but the header has {len(header)} columns",
                 file=str(path),
                 row=reader.line_num,
+                path=where,
             )
         rows.append((reader.line_num, cells))
     if not rows:
-        raise DataError("empty data set: the file has a header but no data rows", file=str(path))
+        raise DataError(
+            "empty data set: no data rows after the header (one row per example)",
+            file=str(path),
+            path=where,
+        )
     return header, rows
 
 
