@@ -55,3 +55,12 @@ class MissingExtraError(CanonError):
 
     def __init__(self, module: str, extra: str) -> None:
         super().__init__(f"this needs the '{module}' package: pip install 'canonml[{extra}]'")
+
+
+class CanonWarning(UserWarning):
+    """Something a user should know that does not stop the run (a column left out, ...).
+
+    Library code raises it with ``warnings.warn(text, CanonWarning, stacklevel=2)``; the CLI
+    prints each one as a single ``warning: text`` line. The text follows the error style:
+    the place, what happened, and the key that changes it.
+    """

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from canonml.evaluate.evaluation import Evaluation
-from canonml.evaluate.metrics import METRICS, compute_metrics
+from canonml.evaluate.metrics import BATCHED, METRICS, compute_metrics
 from canonml.spec.evaluate import CLASSIFICATION_METRICS, HEADLINE, REGRESSION_METRICS
 from canonml.spec.root import Spec
 
@@ -92,17 +92,29 @@ def bootstrap(
     resamples: int,
     seed: int,
 ) -> tuple[float, float] | None:
-    """95% percentile interval of ``metric`` over ``resamples`` bootstrap resamples."""
+    """95% percentile interval of ``metric`` over ``resamples`` bootstrap resamples.
+
+    Resample ``r`` is ``rng.integers(0, n, n)``, the r-th draw of ``default_rng(seed)``.
+    Metrics in ``BATCHED`` score many resamples in one numpy pass (chunks of about 4 M
+    indices, so a large test split does not hold every resample at once); others call the
+    scikit-learn metric once per resample.
+    """
     n = len(y_true)
     if resamples == 0 or n < 2:
         return None
-    fn = METRICS.get(metric)
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        values.append(fn(y_true[idx], y_pred[idx], None if proba is None else proba[idx]))
-    finite = np.array([v for v in values if math.isfinite(v)])
+    batched = BATCHED.get(metric)
+    values = np.empty(resamples)
+    chunk = max(1, (1 << 22) // n) if batched is not None else 1
+    for start in range(0, resamples, chunk):
+        stop = min(start + chunk, resamples)
+        idx = np.stack([rng.integers(0, n, n) for _ in range(start, stop)])  # (R, N)
+        if batched is not None:
+            values[start:stop] = batched(y_true, y_pred, idx)
+        else:
+            fn, rows = METRICS.get(metric), idx[0]
+            values[start] = fn(y_true[rows], y_pred[rows], None if proba is None else proba[rows])
+    finite = values[np.isfinite(values)]
     if len(finite) == 0:
         return None
     return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))

@@ -77,6 +77,36 @@ def _log_loss(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None) 
     return float(log_loss(y_true, proba, labels=list(range(proba.shape[1]))))
 
 
+# Metrics over many bootstrap resamples at once: ``fn(y_true, y_pred, idx)`` with ``idx``
+# ``(R, N)`` row indices returns ``(R,)`` values, equal to ``METRICS[name]`` on each row of idx.
+Batched = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+BATCHED: dict[str, Batched] = {}
+
+
+def _batched_accuracy(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    hit = (y_true == y_pred).astype(np.float64)
+    return hit[idx].mean(axis=1)
+
+
+def _batched_r2(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    # sklearn's r2_score with force_finite: a constant resample scores 1.0 if it is predicted
+    # exactly, else 0.0.
+    t, p = y_true.astype(np.float64)[idx], y_pred.astype(np.float64)[idx]  # (R, N)
+    residual = ((t - p) ** 2).sum(axis=1)
+    total = ((t - t.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = 1.0 - residual / total
+    return np.where(total != 0, r2, np.where(residual == 0, 1.0, 0.0))
+
+
+def _batched_mse(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    error = (y_true.astype(np.float64) - y_pred.astype(np.float64)) ** 2
+    return error[idx].mean(axis=1)
+
+
+BATCHED.update(accuracy=_batched_accuracy, r2=_batched_r2, mse=_batched_mse)
+
+
 def compute_metrics(
     names: list[str] | tuple[str, ...],
     y_true: np.ndarray,

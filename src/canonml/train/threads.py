@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 import torch
+from torch import nn
 
 # Forward multiply-adds per batch above which more threads pay off on balance: the product of
 # the idle gain and the busy loss first exceeds 1 near 2.8 G (bench/threads.py).
@@ -29,17 +30,84 @@ def choose_threads(
     cores = cores or 1
     if setting != "auto":
         return int(setting)
+    if cores == 1:
+        return 1  # nothing to choose: no need to count
     macs = forward_macs(model, sample) * batch_size
     return 1 if macs < HEAVY_BATCH_MACS else min(cores, 8)
 
 
-def forward_macs(model: torch.nn.Module, sample: torch.Tensor) -> int:
-    """Multiply-adds of one forward pass on ``sample`` (one example, batch axis included)."""
-    from torch.utils.flop_counter import FlopCounterMode
+# Layers whose cost is a weight-shaped product per output position, counted by a hook.
+_COUNTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
+# Layers that are cheap beside those (element-wise, reshapes, pooling, norms) or containers.
+_CHEAP = (
+    nn.Sequential,
+    nn.ModuleList,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.ReLU,
+    nn.GELU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.SiLU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+)
 
+
+def forward_macs(model: torch.nn.Module, sample: torch.Tensor) -> int:
+    """Multiply-adds of one forward pass on ``sample`` (one example, batch axis included).
+
+    Models built only of standard layers are counted with forward hooks (microseconds);
+    anything else goes through torch's ``FlopCounterMode``, which counts every operator but
+    costs about a second on first use (it imports torch's compiler stack).
+    """
+    layers = list(model.modules())
+    if not all(isinstance(m, _COUNTED + _CHEAP) for m in layers):
+        return _traced_macs(model, sample)
+    total = 0
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        weight = module.weight
+        if isinstance(module, nn.Linear):  # weight (out, in): one row per output vector
+            total += weight.numel() * (output.numel() // output.shape[-1])
+        elif isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            # weight (out, in/groups, *k): each output element sums in/groups × k inputs
+            total += output.numel() * (weight.numel() // weight.shape[0])
+        else:  # ConvTranspose, weight (in, out/groups, *k): each input element is spread
+            total += inputs[0].numel() * (weight.numel() // weight.shape[0])
+
+    hooks = [m.register_forward_hook(count) for m in layers if isinstance(m, _COUNTED)]
+    try:
+        _run_eval(model, sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def _run_eval(model: torch.nn.Module, sample: torch.Tensor) -> None:
     was_training = model.training
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad():
         model(sample)
     model.train(was_training)
+
+
+def _traced_macs(model: torch.nn.Module, sample: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        _run_eval(model, sample)
     return int(counter.get_total_flops() // 2)
