@@ -84,7 +84,16 @@ def test_triton_client_matches_canon_predict(
     wanted = [triton.InferRequestedOutput("label", binary_data=False)]
     answer = client.infer("digits-mlp", [tensor], outputs=wanted)
     assert answer.as_numpy("probabilities") is None and answer.as_numpy("label") is not None
+    # The classification extension: the top 3 as b"score:index:label", highest first.
+    top = [triton.InferRequestedOutput("probabilities", class_count=3)]
+    strings = client.infer("digits-mlp", [tensor], outputs=top).as_numpy("probabilities")
     client.close()
+    fields = [[s.decode().split(":") for s in row] for row in strings]
+    best = np.argsort(-expected, axis=1, kind="stable")[:, :3]
+    assert [[int(i) for _, i, _ in row] for row in fields] == best.tolist()
+    assert [[name for _, _, name in row] for row in fields] == best.astype(str).tolist()
+    scores = np.array([[float(p) for p, _, _ in row] for row in fields])
+    np.testing.assert_allclose(scores, np.take_along_axis(expected, best, axis=1), atol=1e-6)
 
 
 @pytest.mark.serve

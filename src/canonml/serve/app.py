@@ -30,16 +30,20 @@ from canonml.serve.batcher import Batcher
 from canonml.serve.metrics import Metrics
 from canonml.serve.model import PackageLike, ServedModel
 from canonml.serve.page import PAGE
-from canonml.serve.protocol import ServeError, encode_response, error_body, parse_request
+from canonml.serve.protocol import ServeError, error_body, parse_request
+from canonml.serve.response import encode_response
 
 log = logging.getLogger("canonml.serve")
 JSON = "application/json"
+BINARY = "application/octet-stream"  # a JSON header, then binary tensor data
 MODEL = "/v2/models/{name}"
 VERSION = "/v2/models/{name}/versions/{version}"
 # A model call up to this long runs on the event loop (see canonml.serve.batcher).
 INLINE_SECONDS = 0.002
 # Probes must work without a token (Kubernetes sends none); so must the page's static shell.
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/"})
+# Triton's names for the protocol extensions served (canonml.serve.protocol, .response).
+EXTENSIONS = ["binary_tensor_data", "classification"]
 
 
 def create_app(
@@ -123,7 +127,7 @@ def json_response(content: Any, status: int = 200) -> Response:
 
 
 def _add_protocol_routes(app: FastAPI, models: dict[str, ServedModel]) -> None:
-    server = {"name": "canonml", "version": __version__, "extensions": []}
+    server = {"name": "canonml", "version": __version__, "extensions": EXTENSIONS}
 
     async def live(request: Request) -> Response:
         return json_response({"live": True})
@@ -189,6 +193,7 @@ def _infer_endpoint(
     async def infer(request: Request) -> Response:
         start = time.perf_counter()
         name = ""
+        header_length = None
         try:
             model = _lookup(models, request.path_params)
             name = model.name
@@ -196,14 +201,17 @@ def _infer_endpoint(
             body = await _read_body(request.receive, headers[0], max_body)
             req = parse_request(body, model, _header_int(headers[1]))
             values = await batchers[name].infer(req.feeds, req.batch)
-            content, status = encode_response(model, req, values), 200
+            (content, header_length), status = encode_response(model, req, values), 200
         except ServeError as e:
             content, status = error_body(str(e)), e.status
         except Exception as e:  # a bug or a model failure: still JSON, and the server lives on
             log.exception("inference on %r failed", name)
             content, status = error_body(f"inference failed: {type(e).__name__}: {e}"), 500
         metrics.observe(name, status, time.perf_counter() - start)
-        return Response(content, status, media_type=JSON)
+        if header_length is None:
+            return Response(content, status, media_type=JSON)
+        binary = {"Inference-Header-Content-Length": str(header_length)}
+        return Response(content, status, binary, media_type=BINARY)
 
     return infer
 

@@ -1,8 +1,15 @@
-"""Prometheus metrics of one app: request counts, latency, batch sizes, model load time."""
+"""Prometheus metrics of one app: request counts, latency, batch sizes, model load time.
+
+With ``canon serve --workers N`` each uvicorn worker is a process of its own: there
+prometheus_client runs in its multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, which
+``run_server`` sets before the workers start), every worker writes its values to files in
+that directory, and ``/metrics`` adds up all the workers' files, whichever worker answers.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # Latency buckets from 0.5 ms (a small model on loopback) to 10 s.
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -39,7 +46,14 @@ class Metrics:
             "Time to create a model's ONNX Runtime session and run it once.",
             ["model"],
             registry=self.registry,
+            multiprocess_mode="max",  # over the workers: the slowest load
         )
+        # In multiprocess mode prometheus_client keeps the values in files (it chose when it
+        # was imported); a scrape then reads every process's files, not this registry.
+        self._scraped = self.registry
+        if getattr(values.ValueClass, "_multiprocess", False):
+            self._scraped = CollectorRegistry()
+            MultiProcessCollector(self._scraped)
         # labels() takes a lock and builds a key on every call; the hot path reuses children.
         self._counts: dict[tuple[str, str], Counter] = {}
         self._latencies: dict[str, Histogram] = {}
@@ -68,4 +82,4 @@ class Metrics:
         self._load.labels(model).set(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._scraped)

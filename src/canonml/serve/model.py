@@ -85,6 +85,11 @@ class ServedModel:
         self.outputs = [_tensor(t, f"{self.name}: signature.outputs") for t in sig["outputs"]]
         self.output_index = {t.name: t for t in self.outputs}
         self.labels: list[str] | None = sig.get("labels")
+        # What the classification extension ranks: outputs of one floating score per label.
+        n = len(self.labels or [])
+        self.class_scores = [
+            t.name for t in self.outputs if n and t.dtype.kind == "f" and t.shape[1:] == (n,)
+        ]
         self.features: list[str] = list(sig.get("features") or [])
         self.kind: str = sig.get("kind") or (
             "image" if len(self.inputs[0].shape) == 4 else "tabular"

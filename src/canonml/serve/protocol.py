@@ -1,8 +1,12 @@
-"""Open Inference Protocol v2 inference requests and responses, parsed and checked cheaply.
+"""Open Inference Protocol v2 inference requests, parsed and checked cheaply.
 
 The body is parsed once (orjson on the raw bytes) and checked with plain ``type`` and
 ``set`` tests; each input becomes a numpy array in one ``np.array`` call. Every rejection
 is a ``ServeError`` whose message names the input or output and what was expected.
+
+Parameters are checked like fields: the ones of Triton's binary tensor data and
+classification extensions are honoured, any other one is refused (never silently ignored).
+``canonml.serve.response`` encodes the answer.
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ INT64_MAX = 2**63 - 1
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 _OUTPUT_KEYS = frozenset({"name", "parameters"})
+# The parameters served, per place (Triton's binary tensor data and classification extensions;
+# ``class_count`` is tritonclient's name for ``classification``, accepted as its alias).
+# ``content_type`` is the codec hint KServe's and MLServer's clients send ("np", "pd", ...):
+# every tensor here is read by its datatype and shape, which is what such a hint means for a
+# numeric tensor, so it is accepted wherever it may stand (as a string).
+_REQUEST_PARAMS = frozenset({"binary_data_output", "content_type"})
+_INPUT_PARAMS = frozenset({"binary_data_size", "content_type"})
+_OUTPUT_PARAMS = frozenset({"binary_data", "classification", "class_count", "content_type"})
 # numpy kinds a JSON array may parse to, per expected datatype kind (bools are not numbers).
 _KINDS = {"f": "iuf", "i": "iu", "u": "iu", "b": "b"}
 _KIND_NAMES = {"b": "boolean", "i": "integer", "u": "integer", "f": "floating-point", "U": "string"}
@@ -36,13 +48,23 @@ class ServeError(CanonError):
         self.status = status
 
 
+@dataclass(slots=True)
+class RequestedOutput:
+    """One output to answer with: as JSON ``data`` or as binary data after the JSON, and
+    with ``classes`` > 0 as the top-``classes`` ``"score:index:label"`` strings instead."""
+
+    spec: TensorSpec
+    binary: bool = False
+    classes: int = 0
+
+
 @dataclass
 class InferRequest:
     """A checked request: one batch-first array per model input."""
 
     id: str
     feeds: dict[str, np.ndarray]
-    outputs: list[TensorSpec]
+    outputs: list[RequestedOutput]
     batch: int
 
 
@@ -72,31 +94,15 @@ def parse_request(
         request_id = os.urandom(8).hex()  # unique enough to correlate logs; cheaper than uuid4
     elif type(request_id) is not str:
         raise ServeError(f"'id' must be a string, got {request_id!r}")
-    if type(req.get("parameters", {})) is not dict:
-        raise ServeError("'parameters' must be an object")
+    params = req.get("parameters")
+    binary_output = False
+    if params is not None:
+        _check_params(params, _REQUEST_PARAMS, "the request")
+        binary_output = _flag(params, "binary_data_output", False, "the request")
     feeds = _inputs(req.get("inputs"), model, memoryview(binary))
     batch = _batch_size(feeds)
-    return InferRequest(request_id, feeds, _outputs(req.get("outputs"), model), batch)
-
-
-def encode_response(model: ServedModel, req: InferRequest, values: dict[str, np.ndarray]) -> bytes:
-    """The OIP v2 inference response, with each output's data flattened in row-major order."""
-    outputs = [
-        {
-            "name": spec.name,
-            "datatype": spec.datatype,
-            "shape": list(values[spec.name].shape),
-            "data": np.ascontiguousarray(values[spec.name]).ravel(),
-        }
-        for spec in req.outputs
-    ]
-    response = {
-        "model_name": model.name,
-        "model_version": model.version,
-        "id": req.id,
-        "outputs": outputs,
-    }
-    return orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    outputs = _outputs(req.get("outputs"), model, binary_output)
+    return InferRequest(request_id, feeds, outputs, batch)
 
 
 def error_body(message: str) -> bytes:
@@ -177,10 +183,12 @@ def _tensor(
         )
     shape, size = _shape(entry.get("shape"), spec, where)
     params = entry.get("parameters")
-    if params is not None and type(params) is not dict:
-        raise ServeError(f"{where}: 'parameters' must be an object")
-    if params and "binary_data_size" in params:
-        return _binary(params["binary_data_size"], spec, shape, size, binary, where)
+    if params is not None:
+        _check_params(params, _INPUT_PARAMS, where)
+        if "binary_data_size" in params:
+            if "data" in entry:
+                raise ServeError(f"{where}: give 'data' or binary_data_size, not both")
+            return _binary(params["binary_data_size"], spec, shape, size, binary, where)
     array = _array(entry.get("data"), spec, where)
     if array.size != size:
         raise ServeError(f"{where}: data has {array.size} elements but shape {shape} needs {size}")
@@ -259,12 +267,12 @@ def _batch_size(feeds: dict[str, np.ndarray]) -> int:
     return sizes.pop()
 
 
-def _outputs(entries: Any, model: ServedModel) -> list[TensorSpec]:
+def _outputs(entries: Any, model: ServedModel, binary: bool) -> list[RequestedOutput]:
     if entries is None:
-        return model.outputs
+        return [RequestedOutput(spec, binary) for spec in model.outputs]
     if type(entries) is not list:
         raise ServeError("'outputs' must be a list of {\"name\": ...} objects")
-    chosen: list[TensorSpec] = []
+    chosen: list[RequestedOutput] = []
     for entry in entries:
         if type(entry) is not dict or not entry.keys() <= _OUTPUT_KEYS:
             raise ServeError(f"each of 'outputs' must be {{\"name\": ...}}, got {entry!r:.80}")
@@ -273,7 +281,59 @@ def _outputs(entries: Any, model: ServedModel) -> list[TensorSpec]:
         if spec is None:
             known = ", ".join(repr(t.name) for t in model.outputs)
             raise ServeError(f"output {name!r:.80}: unknown output; the model gives {known}")
-        if spec in chosen:
+        if any(out.spec is spec for out in chosen):
             raise ServeError(f"output {name!r}: requested more than once")
-        chosen.append(spec)
+        chosen.append(_output(spec, entry.get("parameters"), model, binary))
     return chosen
+
+
+def _output(spec: TensorSpec, params: Any, model: ServedModel, binary: bool) -> RequestedOutput:
+    """One requested output with its parameters (``binary`` is the request's default)."""
+    if params is None:
+        return RequestedOutput(spec, binary)
+    where = f"output {spec.name!r}"
+    _check_params(params, _OUTPUT_PARAMS, where)
+    binary = _flag(params, "binary_data", binary, where)
+    if "classification" in params and "class_count" in params:
+        raise ServeError(f"{where}: give classification or its alias class_count, not both")
+    key = "classification" if "classification" in params else "class_count"
+    if key not in params:
+        return RequestedOutput(spec, binary)
+    count = params[key]
+    if type(count) is not int or count < 1:
+        raise ServeError(f"{where}: {key} must be a positive integer, got {count!r:.40}")
+    if spec.name not in model.class_scores:
+        raise ServeError(f"{where}: {key} {_no_classes(model, spec)}")
+    return RequestedOutput(spec, binary, count)
+
+
+def _no_classes(model: ServedModel, spec: TensorSpec) -> str:
+    if not model.class_scores:
+        return f"needs class scores; model {model.name!r} has no labels"
+    scores = ", ".join(repr(name) for name in model.class_scores)
+    return (
+        f"needs class scores (a floating [-1, {len(model.labels or [])}] output), not "
+        f"{spec.datatype} {list(spec.shape)}; ask it of {scores}"
+    )
+
+
+def _check_params(params: Any, allowed: frozenset[str], where: str) -> None:
+    if type(params) is not dict:
+        raise ServeError(f"{where}: 'parameters' must be an object, got {params!r:.40}")
+    if not params.keys() <= allowed:
+        unknown = sorted(params.keys() - allowed)
+        raise ServeError(
+            f"{where}: unsupported parameter(s) {unknown!r:.120} (canon serve implements: "
+            f"{', '.join(sorted(allowed))})"
+        )
+    if type(params.get("content_type", "")) is not str:
+        raise ServeError(
+            f"{where}: content_type must be a string, got {params['content_type']!r:.40}"
+        )
+
+
+def _flag(params: dict[str, Any], key: str, default: bool, where: str) -> bool:
+    value = params.get(key, default)
+    if type(value) is not bool:
+        raise ServeError(f"{where}: {key} must be true or false, got {value!r:.40}")
+    return value

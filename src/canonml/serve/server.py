@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,9 @@ from canonml.serve.model import PackageLike
 
 # uvicorn's worker processes rebuild the app from this (JSON) environment variable.
 _CONFIG_ENV = "CANON_SERVE_CONFIG"
+# ... and count their metrics into files in this directory (prometheus_client's multiprocess
+# mode, chosen when prometheus_client is imported: the workers start with it set).
+_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _UNITS = {
     "": 1,
     "b": 1,
@@ -111,14 +117,35 @@ def run_server(
     if workers == 1:
         uvicorn.run(app, access_log=False, **common)
         return
+    with _worker_environment(config):
+        uvicorn.run(
+            "canonml.serve.server:app_from_env",
+            factory=True,
+            workers=workers,
+            access_log=False,
+            **common,
+        )
+
+
+@contextmanager
+def _worker_environment(config: dict[str, Any]) -> Iterator[None]:
+    """The workers' configuration and a fresh metrics directory, removed when they are done.
+
+    The directory is always a new one: files a former server left there would be counted.
+    """
+    saved = {name: os.environ.get(name) for name in (_CONFIG_ENV, _METRICS_ENV)}
+    metrics_dir = tempfile.mkdtemp(prefix="canon-metrics-")
     os.environ[_CONFIG_ENV] = json.dumps(config)
-    uvicorn.run(
-        "canonml.serve.server:app_from_env",
-        factory=True,
-        workers=workers,
-        access_log=False,
-        **common,
-    )
+    os.environ[_METRICS_ENV] = metrics_dir
+    try:
+        yield
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _check_options(

@@ -1,7 +1,8 @@
 """Tiny hand-built packages (model.onnx + canon.json) for the server's own tests.
 
 Each model is a linear layer and a softmax, built with ``onnx.helper``: enough to check the
-protocol, the batcher and the page without training anything.
+protocol, the batcher and the page without training anything. The manifest lists the
+graph's sha256, so ``open_package`` (and so ``canon serve``) opens them too.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def make_package(
     """Write ``root/name/{model.onnx,canon.json}`` and return the package-like object."""
     import onnx
 
+    from canonml.io import sha256_file
+
     in_shape: list[int] = [-1, *image_shape] if kind == "image" else [-1, features]
     n_out = 1 if regression else classes
     path = root / name
@@ -103,6 +106,9 @@ def make_package(
         ]
     n_features = int(np.prod(in_shape[1:]))
     manifest = {
+        "format": "canonml-package",
+        "format_version": 1,
+        "files": {"model.onnx": sha256_file(path / "model.onnx")},
         "name": name,
         "version": "1",
         "task": "regression" if regression else "classification",

@@ -32,7 +32,11 @@ def test_server_metadata_on_v2_and_v2_slash(client: httpx.Client) -> None:
     for path in ("/v2", "/v2/"):
         r = client.get(path)
         assert r.status_code == 200
-        assert r.json() == {"name": "canonml", "version": "0.1.0", "extensions": []}
+        assert r.json() == {
+            "name": "canonml",
+            "version": "0.1.0",
+            "extensions": ["binary_tensor_data", "classification"],
+        }
 
 
 def test_model_metadata_lists_inputs_and_outputs(client: httpx.Client) -> None:

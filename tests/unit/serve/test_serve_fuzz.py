@@ -44,13 +44,23 @@ TENSOR = st.fixed_dictionaries(
         "parameters": st.dictionaries(st.sampled_from(["binary_data_size", "x"]), JSON_VALUES),
     },
 )
+OUTPUT_PARAMETERS = st.sampled_from(["binary_data", "classification", "class_count", "x"])
+OUTPUT = st.fixed_dictionaries(
+    {"name": NAMES},
+    optional={
+        "parameters": st.dictionaries(
+            OUTPUT_PARAMETERS, st.booleans() | st.integers(-1, 12) | JSON_VALUES, max_size=3
+        )
+    },
+)
 # Bodies near the protocol's shape reach the deep checks; arbitrary values the shallow ones.
 BODIES = st.fixed_dictionaries(
     {"inputs": st.lists(TENSOR, max_size=3)},
     optional={
         "id": JSON_VALUES,
-        "outputs": st.lists(st.fixed_dictionaries({"name": NAMES}), max_size=3) | JSON_VALUES,
-        "parameters": JSON_VALUES,
+        "outputs": st.lists(OUTPUT, max_size=3) | JSON_VALUES,
+        "parameters": st.fixed_dictionaries({}, optional={"binary_data_output": st.booleans()})
+        | JSON_VALUES,
     },
 )
 
@@ -78,8 +88,12 @@ VALID = st.integers(1, 4).flatmap(
 def check(client: httpx.Client, model: str, content: bytes, headers: Any = None) -> None:
     r = client.post(f"/v2/models/{model}/infer", content=content, headers=headers)
     assert r.status_code in (200, 400, 404, 413), (r.status_code, r.text, content[:300])
-    body = r.json()
+    length = r.headers.get("inference-header-content-length")  # binary outputs follow the JSON
+    body = json.loads(r.content[: int(length)] if length else r.content)
     assert ("outputs" in body) if r.status_code == 200 else (list(body) == ["error"])
+    if length:
+        sizes = [o["parameters"]["binary_data_size"] for o in body["outputs"] if "data" not in o]
+        assert sum(sizes) == len(r.content) - int(length)
 
 
 @FUZZ

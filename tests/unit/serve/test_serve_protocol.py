@@ -136,6 +136,52 @@ BAD = {
 }
 
 
+_REG = {"inputs": [{"name": "input", "shape": [1, 5], "datatype": "FP32", "data": [0] * 5}]}
+
+
+def _req(**params: Any) -> dict[str, Any]:
+    return {**GOOD, "parameters": params}
+
+
+def _out(name: str, body: dict[str, Any] = GOOD, **params: Any) -> dict[str, Any]:
+    return {**body, "outputs": [{"name": name, "parameters": params}]}
+
+
+_BOTH = with_input(parameters={"binary_data_size": 16})
+_UNKNOWN_IN = with_input(parameters={"x": 1})
+_NOT_DICT = {**GOOD, "outputs": [{"name": "label", "parameters": 1}]}
+_REG_TOP = _out("prediction", _REG, classification=1)
+_PROBS = "'probabilities'"
+
+
+def _top(**params: Any) -> dict[str, Any]:
+    return _out("probabilities", **params)
+
+
+# (model, body, "fragment|fragment" of the 400's message): the parameters of the binary tensor
+# data and classification extensions are served; any other one is refused, never ignored.
+BAD_PARAMETERS = {
+    "unknown request parameter": ("tab", _req(sequence_id=1), "sequence_id|binary_data_output"),
+    "binary_data_output not bool": ("tab", _req(binary_data_output=1), "binary_data_output|true"),
+    "parameters not an object": ("tab", {**GOOD, "parameters": [1]}, "the request|'parameters'"),
+    "unknown input parameter": ("tab", _UNKNOWN_IN, "'input'|['x']|binary_data_size"),
+    "data and binary data": ("tab", _BOTH, "'input'|'data' or binary_data_size, not both"),
+    "unknown output parameter": ("tab", _out("label", x=1), "'label'|['x']|class_count"),
+    "output parameters not dict": ("tab", _NOT_DICT, "'label'|'parameters' must be an object"),
+    "binary_data not a bool": ("tab", _out("label", binary_data="yes"), "'label'|binary_data|true"),
+    "labels classified": ("tab", _out("label", classification=2), "'label'|INT64 [-1]|" + _PROBS),
+    "class_count of labels": ("tab", _out("label", class_count=2), "'label'|class_count|" + _PROBS),
+    "regression classified": ("reg", _REG_TOP, "'prediction'|classification|'reg' has no labels"),
+    "classification 0": ("tab", _top(classification=0), "classification|positive integer, got 0"),
+    "class_count -1": ("tab", _top(class_count=-1), "class_count|positive integer, got -1"),
+    "classification 2.0": ("tab", _top(classification=2.0), _PROBS + "|got 2.0"),
+    "classification true": ("tab", _top(classification=True), _PROBS + "|got True"),
+    "classification '2'": ("tab", _top(classification="2"), _PROBS + "|got '2'"),
+    "classification null": ("tab", _top(classification=None), _PROBS + "|got None"),
+    "both names": ("tab", _top(classification=2, class_count=2), _PROBS + "|not both"),
+}
+
+
 @pytest.mark.parametrize("model,body,status,fragments", BAD.values(), ids=BAD.keys())
 def test_bad_request_is_a_json_error_naming_the_input(
     client: httpx.Client, model: str, body: Any, status: int, fragments: list[str]
@@ -150,6 +196,17 @@ def test_bad_request_is_a_json_error_naming_the_input(
     assert list(r.json()) == ["error"]
     for fragment in fragments:
         assert fragment in error
+
+
+@pytest.mark.parametrize("model,body,fragments", BAD_PARAMETERS.values(), ids=BAD_PARAMETERS)
+def test_bad_parameter_is_a_400_naming_it(
+    client: httpx.Client, model: str, body: Any, fragments: str
+) -> None:
+    r = client.post(f"/v2/models/{model}/infer", json=body)
+    assert r.status_code == 400, r.text
+    assert list(r.json()) == ["error"]
+    for fragment in fragments.split("|"):
+        assert fragment in r.json()["error"]
 
 
 def test_a_body_sent_in_chunks_is_limited_too(client: httpx.Client) -> None:
