@@ -47,10 +47,10 @@ def rounds(repeats: int) -> tuple[list[float], list[float], list[float]]:
     for r in range(1, repeats + 1):
         with tempfile.TemporaryDirectory(prefix="canon-track-bench-") as tmp:
             root = Path(tmp)
-            uri = f"track.uri=sqlite:///{root / 'store' / 'mlruns.db'}"
+            uri = f"track.uri=sqlite:///{root / 'store' / 'mlflow.db'}"
             off.append(canon_run(root, "track=false"))
             first.append(canon_run(root, uri))
-            if not (root / "store" / "mlruns.db").is_file():
+            if not (root / "store" / "mlflow.db").is_file():
                 sys.exit("the tracked run created no database: is tracking wired into the run?")
             existing.append(canon_run(root, uri))
         print(f"{r:>5} {off[-1]:>10.2f} {first[-1]:>8.2f} {existing[-1]:>9.2f}")
@@ -74,7 +74,7 @@ def worker_times(repeats: int) -> None:
             run_dir.mkdir(parents=True)
             (run_dir / "metrics.json").write_text('{"accuracy": 0.9}')
             for store in ("new", "existing"):
-                tracker = MlflowTracker(TrackSpec(uri=f"sqlite:///{root}/mlruns.db"), cwd=root)
+                tracker = MlflowTracker(TrackSpec(uri=f"sqlite:///{root}/mlflow.db"), cwd=root)
                 start = time.perf_counter()
                 tracker.start("bench")
                 tracker.wait_ready(120)

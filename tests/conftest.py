@@ -77,5 +77,10 @@ def write_spec(tmp_path: Path) -> Any:
 
 @pytest.fixture(autouse=True)
 def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run every test in its own directory: the default tracking store is ./mlruns.db."""
+    """Run every test in its own directory: the default tracking store is ./mlflow.db.
+
+    MLflow's own variables would send runs elsewhere; a test that wants them sets them.
+    """
     monkeypatch.chdir(tmp_path)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)

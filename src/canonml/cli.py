@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -11,19 +12,47 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from canonml.errors import CanonError
+from canonml.errors import CanonError, CanonWarning
 
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 canon verify found problems; 2 bad input (a wrong spec value, "
+    "a missing or malformed file, a bad option); 130 interrupted (Ctrl-C)."
+)
 app = typer.Typer(
     name="canon",
     help="canonml: one declarative spec for the whole life of a deep-learning model.\n\n"
     "Example: canon run --template digits-mlp",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from canonml._version import __version__
+
+        out.print(f"canon (canonml) {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """canonml: one declarative spec for the whole life of a deep-learning model.
+
+    Example: canon run --template digits-mlp
+    """
 
 
 def fail(e: CanonError) -> NoReturn:
@@ -70,16 +99,20 @@ def run(
         result = run_spec(source, out_dir, overrides=sets, resume=resume, console=err)
     except CanonError as e:
         fail(e)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
     if result.tracking_warning:
         err.print(f"warning: {result.tracking_warning}", markup=False)
     out.print(f"run directory: {result.run_dir}")
     out.print(f"report: {result.run_dir / 'report.html'}")
     out.print(f"package: {result.run_dir / 'package'}")
-    track = result.spec.track
-    if result.tracking_run_id and track:
+    if result.tracking_run_id:
+        model = " with its model (runs:/<run id>/model)" if result.tracking_model_id else ""
+        registered = result.spec.track.register if result.spec.track else None
         out.print(
-            f"tracked: MLflow run {result.tracking_run_id} in {track.uri} "
-            f"(experiment '{track.experiment}'; see: canon runs)"
+            f"tracked: MLflow run {result.tracking_run_id}{model} in {result.tracking_uri} "
+            f"(experiment '{result.tracking_experiment}'; see: canon runs)"
+            + (f"; registered as '{registered}'" if registered and model else "")
         )
     ev = result.evaluation
     _print_metrics(
@@ -87,7 +120,17 @@ def run(
         result.metrics,
         ev.interval if ev else None,
         ev.headline if ev else None,
+        ev.cv if ev else None,
     )
+
+
+def _interrupted(e: KeyboardInterrupt) -> NoReturn:
+    """Ctrl-C: one line saying how to continue, exit 130 (the shell's code for SIGINT)."""
+    run_dir = next((n for n in getattr(e, "__notes__", []) if n.startswith("run directory: ")), "")
+    where = run_dir.removeprefix("run directory: ")
+    hint = f"; continue it with: canon run --resume {where}" if where else ""
+    err.print(f"interrupted{hint}", markup=False)
+    raise typer.Exit(130)
 
 
 @app.command()
@@ -124,14 +167,21 @@ def _print_metrics(
     metrics: dict[str, float],
     interval: tuple[float, float] | None = None,
     headline: str | None = None,
+    cv: dict[str, Any] | None = None,
 ) -> None:
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("95% interval", justify="right")
+    if cv:
+        table.add_column(f"{cv['folds']}-fold CV mean ± std", justify="right")
     for name, value in metrics.items():
         ci = f"{interval[0]:.4f} – {interval[1]:.4f}" if interval and name == headline else ""
-        table.add_row(name, f"{value:.4f}", ci)
+        row = [name, f"{value:.4f}", ci]
+        if cv:
+            fold = cv["metrics"].get(name)
+            row.append(f"{fold['mean']:.4f} ± {fold['std']:.4f}" if fold else "")
+        table.add_row(*row)
     out.print(table)
 
 
@@ -141,54 +191,114 @@ def runs(
         list[str] | None, typer.Argument(help="run ids to compare (with --compare)")
     ] = None,
     compare: Annotated[bool, typer.Option("--compare", help="metrics of IDS side by side")] = False,
-    experiment: Annotated[str, typer.Option("--experiment", "-e")] = "canon",
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            "--experiment",
+            "-e",
+            help="experiment name [default: $MLFLOW_EXPERIMENT_NAME, else canon]",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="how many runs")] = 20,
     sort: Annotated[str | None, typer.Option(help="order by this metric, best first")] = None,
-    uri: Annotated[str, typer.Option(help="MLflow tracking URI")] = "sqlite:///mlruns.db",
+    uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db]",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """List recent tracked runs, or compare runs' metrics side by side.
 
     Example: canon runs --sort accuracy  |  canon runs --compare RUN_ID_1 RUN_ID_2
-    (the same runs show in MLflow's own UI: mlflow ui --backend-store-uri sqlite:///mlruns.db)
+    (the same runs show in MLflow's own UI: run `mlflow ui` in the same folder)
     """
-    from canonml.track import compare_runs, list_runs
+    from canonml.spec.track import experiment_name
+    from canonml.track.runs import compare_table, find_runs, get_runs, runs_table
 
     try:
         if compare:
             if not ids or len(ids) < 2:
                 raise CanonError("--compare: give at least two run ids")
-            table = compare_runs(ids, uri=uri)
+            found = get_runs(ids, uri=uri)
+            table = compare_table(found)
         else:
             if ids:
                 raise CanonError(f"unexpected run ids {ids}: use --compare ID1 ID2 ...")
-            table = list_runs(uri=uri, experiment=experiment, limit=limit, sort=sort)
+            found = find_runs(uri=uri, experiment=experiment, limit=limit, sort=sort)
+            table = runs_table(found, experiment_name(experiment), sort)
     except CanonError as e:
         fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
     out.print(table)
 
 
 @app.command()
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="a finished run directory", show_default=False)],
-    as_zip: Annotated[bool, typer.Option("--zip", help="write one .zip file")] = False,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="where to write")] = None,
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="a finished run directory or a model package (directory or .zip)",
+            show_default=False,
+        ),
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="package (directory), zip, triton (a Triton model repository) or hf "
+            "(a Hugging Face model folder)",
+        ),
+    ] = "package",
+    as_zip: Annotated[bool, typer.Option("--zip", help="the same as --format zip")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="where to write (default beside the run's package: package, package.zip, "
+            "triton, hf)",
+            show_default=False,
+        ),
+    ] = None,
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--max-batch-size",
+            help="triton: largest batch Triton's dynamic batcher forms (default 64)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Write the run's model package (canon.json, model.onnx, weights, spec, model card).
+    """Export a run's model package as a directory, a zip, a Triton repository or for the Hub.
 
-    Example: canon export runs/digits-mlp/20261122-101500-ab12 --zip -o digits.zip
+    Examples: canon export runs/digits-mlp/20261122-101500-ab12 --zip -o digits.zip;
+    canon export runs/iris/20261122-101500-ab12 --format triton -o model_repository
     """
-    from canonml.package import write_package
+    from canonml.package.convert import check_format, export_as
 
     try:
-        written = write_package(run_dir, output, as_zip=as_zip)
+        if as_zip and check_format(fmt) not in ("package", "zip"):
+            raise CanonError(f"--zip: is --format zip; it cannot be combined with --format {fmt}")
+        written = export_as(source, "zip" if as_zip else fmt, output, max_batch_size=max_batch_size)
     except CanonError as e:
         fail(e)
-    out.print(f"package: {written}")
+    label = {"triton": "triton model", "hf": "hugging face folder"}.get(fmt, "package")
+    out.print(f"{label}: {written}", markup=False)
 
 
 @app.command()
 def verify(
     package: Annotated[Path, typer.Argument(help="package directory or .zip", show_default=False)],
+    as_json: Annotated[
+        bool, typer.Option("--json", help='print {"package", "ok", "problems"} as JSON')
+    ] = False,
 ) -> None:
     """Check a package: file hashes, ONNX checker, signature, ONNX Runtime vs PyTorch outputs.
 
@@ -198,11 +308,16 @@ def verify(
     from canonml.package import verify_package
 
     problems = verify_package(package)
-    for line in problems:
-        err.print(f"problem: {line}", markup=False)
+    if as_json:
+        report = {"package": str(package), "ok": not problems, "problems": problems}
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        for line in problems:
+            err.print(f"problem: {line}", markup=False)
     if problems:
         raise typer.Exit(1)
-    out.print(f"ok: {package} (hashes, onnx checker, signature, outputs agree)")
+    if not as_json:
+        out.print(f"ok: {package} (hashes, onnx checker, signature, outputs agree)")
 
 
 @app.command()
@@ -332,23 +447,39 @@ def init(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="file to write")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
 ) -> None:
-    """Write a template as an editable spec file (default: NAME.yaml).
+    """Write a template as an editable spec file (default: NAME.yaml) and the spec's JSON
+    Schema beside it (canon.schema.json), linked from the spec's first line so VS Code's and
+    JetBrains' YAML plugins check and complete it with no set-up.
 
     Example: canon init --template breast-cancer -o my-spec.yaml
     """
-    from canonml.io import atomic_write
-    from canonml.spec import template_text
+    from canonml.spec.init import write_spec_file
 
     try:
-        text = template_text(template)
-        target = output or Path(f"{template}.yaml")
-        if target.exists() and not force:
-            raise CanonError(f"{target}: already exists (use --force to overwrite)")
-        atomic_write(target, text)
+        target, schema = write_spec_file(template, output or Path(f"{template}.yaml"), force)
     except CanonError as e:
         fail(e)
-    out.print(f"wrote {target}; run it with: canon run {target}")
+    out.print(f"wrote {target} (schema: {schema}); run it with: canon run {target}")
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """canonml's own warnings as one ``warning: ...`` line; others as Python shows them."""
+    if issubclass(category, CanonWarning):
+        err.print(f"warning: {message}", markup=False)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
 
 
 def main(argv: list[str] | None = None) -> Any:
+    warnings.showwarning = _show_warning
     return app(args=argv, prog_name="canon")

@@ -7,7 +7,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,9 @@ from canonml.io import atomic_write, write_json
 from canonml.package import write_package
 from canonml.rundir import RunDir, existing_run_dir, new_run_dir
 from canonml.spec import Spec, load_spec, spec_to_yaml
-from canonml.track import make_tracker, run_record
+from canonml.track import Tracker, make_tracker, run_record
+from canonml.track.model import input_example
+from canonml.track.record import model_message
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +41,11 @@ class RunResult:
     fingerprint: str = ""
     tracking_warning: str | None = None  # one line when the run could not be recorded
     tracking_run_id: str | None = None  # the MLflow run id
+    tracking_model_id: str | None = None  # the MLflow logged model (runs:/<run id>/model)
+    tracking_uri: str | None = None  # where the run was recorded
+    tracking_experiment: str | None = None
+    # Wall seconds per phase: data, train, evaluate, package, report, tracking.
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def run(
@@ -59,8 +66,9 @@ def run(
     resolved = _resolve(spec, overrides, run_dir)
     tracker = make_tracker(resolved.track)
     tracker.start(resolved.name)  # MLflow loads in a worker process while this one trains
+    phases: dict[str, float] = {}
     try:
-        result = _run(resolved, run_dir, out, console, started)
+        result = _run(resolved, run_dir, out, console, started, tracker, phases)
     except BaseException as e:
         tracker.abort("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
@@ -71,33 +79,57 @@ def run(
         result.metrics,
         fingerprint=result.fingerprint,
     )
-    result.tracking_warning = tracker.finish(record)
-    result.tracking_run_id = tracker.run_id
+    with _phase(phases, "tracking"):  # what is left once the worker gets the last line
+        result.tracking_warning = tracker.finish(record)
+    result.phases = phases
+    result.tracking_run_id, result.tracking_model_id = tracker.run_id, tracker.model_id
+    if resolved.track:
+        result.tracking_uri, result.tracking_experiment = tracker.uri, tracker.experiment
     return result
 
 
 def _run(
-    spec: Spec, run_dir: RunDir | None, out: Any, console: Console | None, started: float
+    spec: Spec,
+    run_dir: RunDir | None,
+    out: Any,
+    console: Console | None,
+    started: float,
+    tracker: Tracker,
+    phases: dict[str, float],
 ) -> RunResult:
-    import torch
+    with _phase(phases, "data"):
+        import torch
 
-    from canonml.data.prepare import load_data
-    from canonml.models import build_model
+        from canonml.data.prepare import load_data
+        from canonml.models import build_model
 
-    loaded = load_data(spec)
-    data, pool = split_data(spec, loaded)
-    torch.manual_seed(spec.seed)
-    model = build_model(spec.model, data.input_shape, data.n_outputs)
+        loaded = load_data(spec)
+        data, pool = split_data(spec, loaded)
+        torch.manual_seed(spec.seed)
+        model = build_model(spec.model, data.input_shape, data.n_outputs)
     with _threads(spec, model, data):
         if run_dir is None:
             run_dir = new_run_dir(out, spec.name)
         _write_inputs(run_dir, spec, data)
-        history, best_epoch = _train(spec, model, data, run_dir, console)
-        evaluation = _evaluate(spec, model, data, loaded, pool)
+        try:
+            with _phase(phases, "train"):
+                history, best_epoch = _train(spec, model, data, run_dir, console)
+        except KeyboardInterrupt as e:
+            if run_dir.last_checkpoint.is_file():  # the CLI says how to continue
+                e.add_note(f"run directory: {run_dir.path}")
+            raise
+        with _phase(phases, "evaluate"):
+            evaluation = _evaluate(spec, model, data, loaded, pool)
     write_json(run_dir.path / "evaluation.json", evaluation.summary())
     write_json(run_dir.metrics, evaluation.selected)
-    _report(spec, run_dir, data, model, history, best_epoch, evaluation, started)
-    write_package(run_dir.path)
+    with _phase(phases, "package"):
+        package = write_package(run_dir.path)
+    # The tracking worker logs the package as an MLflow model while this process reports.
+    example = input_example(data.preprocess, data.test.x) if len(data.test) else None
+    register = spec.track.register if spec.track else None
+    tracker.package_ready(model_message(package, example, register))
+    with _phase(phases, "report"):
+        _report(spec, run_dir, data, model, history, best_epoch, evaluation, started)
     return RunResult(
         run_dir.path, evaluation.selected, history, spec, evaluation, fingerprint=data.fingerprint
     )
@@ -134,6 +166,15 @@ def split_data(spec: Spec, loaded: Loaded) -> tuple[Prepared, Any]:
 
 
 @contextlib.contextmanager
+def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+
+
+@contextlib.contextmanager
 def _threads(spec: Spec, model: torch.nn.Module, data: Prepared) -> Iterator[int]:
     import torch
 
@@ -159,13 +200,11 @@ def _train(
     spec: Spec, model: torch.nn.Module, data: Prepared, run_dir: RunDir, console: Console | None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Train (or finish training), then keep the final weights as ``model.safetensors``."""
-    from safetensors.torch import save
-
+    from canonml.models.weights import weights_bytes
     from canonml.train.session import train_model
 
     history, best_epoch = train_model(spec, model, data, run_dir, console)
-    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
-    atomic_write(run_dir.weights, save(weights))
+    atomic_write(run_dir.weights, weights_bytes(model, run_dir.spec.read_bytes()))
     return history, best_epoch
 
 

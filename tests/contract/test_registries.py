@@ -96,3 +96,10 @@ def test_every_metric_is_perfect_on_a_perfect_prediction(name: str) -> None:
     value = METRICS.get(name)(y, y, np.eye(3)[y])
     errors = ("mse", "rmse", "mae", "max_error", "log_loss")
     assert value == pytest.approx(0.0 if name in errors else 1.0, abs=1e-9)
+
+
+def test_every_public_name_resolves() -> None:
+    import canonml
+
+    missing = [name for name in canonml.__all__ if getattr(canonml, name, None) is None]
+    assert missing == []

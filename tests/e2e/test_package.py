@@ -310,3 +310,59 @@ def test_open_and_predict_work_where_torch_cannot_be_imported(
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
         assert out["name"] == "digits-mlp" and len(out["labels"]) == 4
+
+
+@pytest.mark.parametrize("name", ["digits", "digits-cnn", "patients", "diabetes"])
+def test_triton_repository_matches_the_package_signature(
+    runs: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    from canonml.package.convert import export_as
+    from tests.unit.package.checks import check_against_signature, parse_triton_config
+
+    pkg = open_package(runs[name] / "package")
+    model = export_as(runs[name], "triton", tmp_path / "repo", max_batch_size=32)
+    assert model == tmp_path / "repo" / pkg.name
+    config = parse_triton_config((model / "config.pbtxt").read_text(encoding="utf-8"))
+    assert config.name == pkg.name
+    check_against_signature(config, pkg.signature, 32)
+    assert (model / "1" / "model.onnx").read_bytes() == pkg.onnx_bytes
+    labels = pkg.signature["labels"]
+    if labels:
+        assert (model / "labels.txt").read_text(encoding="utf-8").splitlines() == labels
+    else:
+        assert not (model / "labels.txt").exists()
+    dims = list(config.input[0].dims)
+    if name == "digits-cnn":
+        assert dims == [1, 8, 8]
+    if name == "patients":  # one-hot columns widen the input: city=..., smoker=...
+        assert dims == [len(pkg.signature["features"])] and dims[0] > 4
+        assert any(f.startswith("city=") for f in pkg.signature["features"])
+
+
+@pytest.mark.parametrize("name", ["digits", "diabetes"])
+def test_model_onnx_and_weights_describe_themselves(runs: dict[str, Path], name: str) -> None:
+    from safetensors import safe_open
+
+    run = runs[name]
+    pkg = open_package(run / "package")
+    meta = pkg.session().get_modelmeta()
+    props = meta.custom_metadata_map
+    assert json.loads(props["labels"]) == pkg.signature["labels"]
+    assert json.loads(props["features"]) == pkg.signature["features"]
+    assert (props["name"], props["version"], props["task"]) == (pkg.name, pkg.version, pkg.task)
+    assert props["format"] == "canonml-package" and props["format_version"] == "1"
+    assert meta.producer_name == "canonml" and pkg.name in meta.description
+    spec_sha = pkg.manifest["lineage"]["spec_sha256"]
+    arch = canonml.load_spec(run / "spec.yaml").model.arch
+    for path in (
+        run / "model.safetensors",
+        run / "checkpoints" / "best.safetensors",
+        run / "package" / "weights.safetensors",
+    ):
+        with safe_open(str(path), "pt") as f:
+            assert f.metadata() == {
+                "format": "pt",
+                "architecture": arch,
+                "spec_sha256": spec_sha,
+                "canonml_version": canonml.__version__,
+            }, path

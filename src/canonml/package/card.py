@@ -1,7 +1,8 @@
 """``MODEL_CARD.md``: a model card (Mitchell et al. 2019) filled from the run (pure).
 
-YAML front matter in the Hugging Face model-card metadata style. What the run cannot know
-(intended users, license, ethical review) is marked as such, never invented.
+YAML front matter in the Hugging Face model-card metadata (``canonml.package.hf``). What
+the run cannot know (intended users, license, ethical review) is marked as such, never
+invented.
 """
 
 from __future__ import annotations
@@ -9,14 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
+from canonml.package.hf import front_matter
 
 UNKNOWN = "_Not specified by the run._"
-PIPELINE = {
-    ("tabular", "classification"): "tabular-classification",
-    ("tabular", "regression"): "tabular-regression",
-    ("image", "classification"): "image-classification",
-}
 
 
 def model_card(
@@ -37,38 +33,12 @@ def model_card(
         _ethics(),
         _caveats(manifest, evaluation),
     ]
-    return _front_matter(manifest) + "\n".join(sections)
-
-
-def _front_matter(m: dict[str, Any]) -> str:
-    sig, source = m["signature"], _source_tag(m["data"]["source"])
-    pipeline = PIPELINE.get((sig["kind"], m["task"]), m["task"])
-    meta = {
-        "library_name": "canonml",
-        "pipeline_tag": pipeline,
-        "tags": ["canonml", m["task"], sig["kind"], source, "onnx", "safetensors"],
-        "metrics": list(m["metrics"]),
-        "model-index": [
-            {
-                "name": m["name"],
-                "results": [
-                    {
-                        "task": {"type": pipeline},
-                        "dataset": {"name": source, "type": source, "split": "test"},
-                        "metrics": [
-                            {"type": k, "name": k, "value": round(float(v), 6)}
-                            for k, v in m["metrics"].items()
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
+    return front_matter(manifest) + "\n".join(sections)
 
 
 def _details(m: dict[str, Any], spec: dict[str, Any], params: int) -> str:
     sig, v = m["signature"], m["versions"]
+    license_ = f"`{m['license']}` (SPDX)" if m.get("license") else UNKNOWN
     arch = ", ".join(f"{k}: {json.dumps(v)}" for k, v in spec["model"].items() if k != "arch")
     outputs = ", ".join(f"`{o['name']}` {o['datatype']} {o['shape']}" for o in sig["outputs"])
     return (
@@ -80,20 +50,16 @@ def _details(m: dict[str, Any], spec: dict[str, Any], params: int) -> str:
         "inside the graph)\n"
         f"- Outputs: {outputs}\n"
         f"- Trained with canonml {v['canonml']}, PyTorch {v['torch']}; ONNX opset {v['opset']}\n"
-        f"- Files: `model.onnx`, `weights.safetensors`, `spec.yaml` (reproduces the run), "
+        "- Files: `model.onnx`, the weights (`weights.safetensors` in the canonml package, "
+        "`model.safetensors` in a Hugging Face export), `spec.yaml` (reproduces the run), "
         "`canon.json` (manifest, sha256 of every file)\n"
-        f"- Developers, license and contact: {UNKNOWN}\n"
+        f"- License: {license_}\n"
+        f"- Developers and contact: {UNKNOWN}\n"
     )
 
 
 def _intended_use(m: dict[str, Any], spec: dict[str, Any]) -> str:
-    sig, target = m["signature"], (spec.get("data") or {}).get("target")
-    what = (
-        f"classifies {_input_words(sig)} into {len(sig['labels'] or [])} classes "
-        f"({_short_list(sig['labels'] or [])})"
-        if m["task"] == "classification"
-        else f"predicts {f'`{target}`' if target else 'a number'} from {_input_words(sig)}"
-    )
+    what = what_it_does(m, (spec.get("data") or {}).get("target"))
     return (
         "## Intended use\n\n"
         f"What the model does: it {what}.\n\n"
@@ -214,6 +180,15 @@ def _caveats(m: dict[str, Any], evaluation: dict[str, Any]) -> str:
     return "## Caveats and recommendations\n\n" + "\n".join(lines) + "\n"
 
 
+def what_it_does(m: dict[str, Any], target: str | None = None) -> str:
+    """``classifies rows of 4 features into 3 classes (a, b, c)``: the card's one-liner."""
+    sig = m["signature"]
+    if m["task"] == "classification":
+        labels = sig["labels"] or []
+        return f"classifies {_input_words(sig)} into {len(labels)} classes ({_short_list(labels)})"
+    return f"predicts {f'`{target}`' if target else 'a number'} from {_input_words(sig)}"
+
+
 def _input_words(sig: dict[str, Any]) -> str:
     if sig["kind"] == "image":
         c, h, w = sig["image_shape"]
@@ -224,9 +199,3 @@ def _input_words(sig: dict[str, Any]) -> str:
 def _short_list(items: list[str], most: int = 12) -> str:
     shown = ", ".join(items[:most])
     return shown + (f", … ({len(items) - most} more)" if len(items) > most else "")
-
-
-def _source_tag(source: str) -> str:
-    # A csv path is local to the machine that trained the model; keep only the file name.
-    scheme, _, arg = source.partition(":")
-    return f"{scheme}:{arg.replace(chr(92), '/').rsplit('/', 1)[-1]}" if scheme == "csv" else source

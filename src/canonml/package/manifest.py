@@ -32,6 +32,7 @@ def build_manifest(
         "name": spec["name"],
         "version": run_id,
         "task": spec["task"],
+        "license": spec.get("license"),  # an SPDX id or expression; None: not specified
         "created": created,
         "versions": versions,
         "signature": build_signature(spec["task"], described, state),

@@ -1,4 +1,7 @@
-"""``write_package``: a finished run directory → the model package, written atomically."""
+"""``write_package``: a finished run directory → the model package, written atomically.
+
+``check_target`` and ``write_files`` serve every ``canon export`` format the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +36,24 @@ def write_package(
     """
     run = RunDir(Path(run_dir))
     target = Path(out) if out is not None else run.path / ("package.zip" if as_zip else "package")
-    _check_target(target, as_zip)
-    files = package_files(run)
+    check_target(target, as_zip)
+    write_files(target, package_files(run), as_zip)
+    return target
+
+
+def write_files(target: Path, files: dict[str, bytes], as_zip: bool = False) -> None:
+    """``files`` (names may hold ``/``) as the directory or zip ``target``, atomically."""
     if as_zip:
         _write_zip(target, files)
     else:
         _write_dir(target, files)
-    return target
 
 
 def package_files(run: RunDir) -> dict[str, bytes]:
     """Every file of the package of ``run``, ``canon.json`` first, as bytes."""
     from canonml.models.summary import count_parameters
     from canonml.package.card import model_card
-    from canonml.package.export import export_onnx
+    from canonml.package.export import describe_onnx, export_onnx
     from canonml.package.manifest import build_manifest, utc_now, versions
     from canonml.package.rebuild import rebuild_model
 
@@ -69,7 +77,9 @@ def package_files(run: RunDir) -> dict[str, bytes]:
         raise PackageError(f"{run.path}: the run's {e}") from None
     card = model_card(manifest, spec, evaluation, described, count_parameters(model))
     files = {
-        "model.onnx": export_onnx(model, manifest["signature"], spec["task"]),
+        "model.onnx": describe_onnx(
+            export_onnx(model, manifest["signature"], spec["task"]), manifest
+        ),
         "weights.safetensors": weights,
         "spec.yaml": spec_text.encode("utf-8"),
         "MODEL_CARD.md": card.encode("utf-8"),
@@ -106,17 +116,26 @@ def _read_json(path: Path, required: bool = True) -> dict[str, Any]:
     return value
 
 
-def _check_target(target: Path, as_zip: bool) -> None:
-    """Refuse to replace anything but an earlier package (never a user's directory)."""
+def check_target(
+    target: Path, as_zip: bool = False, ours: Callable[[Path], bool] | None = None, what: str = ""
+) -> None:
+    """Refuse to replace anything but an earlier export (never a user's directory).
+
+    ``ours(target)`` says whether an existing directory is one canonml wrote (default: it
+    holds a ``canon.json``); ``what`` names that kind of directory in the message.
+    """
     if as_zip and target.is_dir():
         raise PackageError(f"{target}: is a directory; give a file path such as model.zip")
     if as_zip or not target.exists():
         return
     if not target.is_dir():
-        raise PackageError(f"{target}: exists and is a file; give a directory path or --zip")
-    if any(target.iterdir()) and not (target / MANIFEST).is_file():
+        zip_hint = " or --zip" if ours is None else ""
+        raise PackageError(f"{target}: exists and is a file; give a directory path{zip_hint}")
+    is_ours = ours or (lambda path: (path / MANIFEST).is_file())
+    if any(target.iterdir()) and not is_ours(target):
         raise PackageError(
-            f"{target}: exists and is not a model package; choose another path or remove it"
+            f"{target}: exists and is not {what or 'a model package'}; choose another path "
+            "or remove it"
         )
 
 
@@ -126,6 +145,7 @@ def _write_dir(target: Path, files: dict[str, bytes]) -> None:
     old = tmp.with_name(tmp.name + ".old")
     try:
         for name, data in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             with open(tmp / name, "wb") as f:
                 f.write(data)
                 f.flush()

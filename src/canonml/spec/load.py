@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from canonml.errors import SpecError
 from canonml.registry import did_you_mean
 from canonml.spec.root import CrossFieldError, Spec
+from canonml.spec.track import check_register_kept
 
 TEMPLATES = resources.files("canonml.spec") / "templates"
 
@@ -70,7 +71,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if nxt is None:
                 nxt = node[part] = {}
             if not isinstance(nxt, dict):
-                raise SpecError(f"--set {'.'.join(parts[: i + 1])}", "is not a section")
+                section = ".".join(parts[: i + 1])
+                raise SpecError(
+                    f"--set {key}",
+                    f"'{section}' is {_show(nxt)}, not a section"
+                    + (f" ({section} is off; remove '{section}: false')" if nxt is False else ""),
+                )
             node = nxt
         node[parts[-1]] = parsed
     return out
@@ -97,7 +103,9 @@ def load_spec(
         raw = parse_spec_text(template_text(name), f"template {name}")
     else:
         raw = read_spec_file(source)
-    return validate_spec(apply_overrides(raw, overrides or []))
+    merged = apply_overrides(raw, overrides or [])
+    check_register_kept(raw, merged)
+    return validate_spec(merged)
 
 
 def spec_to_yaml(spec: Spec) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from canonml.spec.base import StrictModel
 from canonml.spec.data import DataSpec
 from canonml.spec.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS, EvaluateSpec
+from canonml.spec.license import HELP, normalize_license
 from canonml.spec.model import MLPSpec, ModelSpec
 from canonml.spec.track import Track, TrackSpec
 from canonml.spec.train import TrainSpec
@@ -24,11 +25,21 @@ class Spec(StrictModel):
     )
     task: Task = "classification"
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    license: str | None = Field(
+        None,
+        description=f"the model's license for its card and manifest: {HELP}; "
+        "unset means the card says it was not specified",
+    )
     data: DataSpec
     model: ModelSpec = Field(default_factory=lambda: MLPSpec())
     train: TrainSpec = Field(default_factory=lambda: TrainSpec())
     evaluate: EvaluateSpec = Field(default_factory=lambda: EvaluateSpec())
     track: Track = Field(default_factory=lambda: TrackSpec())
+
+    @field_validator("license")
+    @classmethod
+    def _spdx(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_license(value)
 
     @model_validator(mode="after")
     def _cross_section(self) -> Spec:

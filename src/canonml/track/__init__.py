@@ -8,7 +8,7 @@ end (a warning line or None), and ``abort()`` if the run fails.
 from __future__ import annotations
 
 from canonml.track.record import RunRecord, run_record
-from canonml.track.runs import compare_runs, list_runs
+from canonml.track.runs import compare_runs, find_runs, get_runs, list_runs
 from canonml.track.tracker import MlflowTracker, NullTracker, Tracker, make_tracker
 
 __all__ = [
@@ -17,6 +17,8 @@ __all__ = [
     "RunRecord",
     "Tracker",
     "compare_runs",
+    "find_runs",
+    "get_runs",
     "list_runs",
     "make_tracker",
     "run_record",

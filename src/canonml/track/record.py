@@ -69,6 +69,17 @@ def run_record(
     )
 
 
+def model_message(
+    package_dir: str | Path, example: list[Any] | None, register: str | None
+) -> dict[str, Any]:
+    """What the worker needs to log a package as the run's MLflow model."""
+    return {
+        "package_dir": str(Path(package_dir).resolve()),
+        "example": example,
+        "register": register,
+    }
+
+
 def headline(task: str, metrics: Mapping[str, float]) -> str:
     """The one metric a runs table shows: accuracy, r2, or else the first there is."""
     preferred = HEADLINES.get(task)

@@ -33,9 +33,15 @@ FAILED = "tracking: could not record the run in {uri} ({reason}); the run direct
 
 class Tracker(Protocol):
     run_id: str | None  # MLflow's id of the recorded run, once ``finish`` succeeded
+    model_id: str | None  # MLflow's id of the logged model, likewise
+    uri: str  # the store the run goes to (resolved: spec, else $MLFLOW_TRACKING_URI, ...)
+    experiment: str
 
     def start(self, name: str) -> None:
         """Begin recording a run called ``name`` (returns at once)."""
+
+    def package_ready(self, model: dict[str, Any]) -> None:
+        """The package exists: log it as the run's model now (returns at once)."""
 
     def finish(self, record: RunRecord) -> str | None:
         """Record the finished run; returns a one-line warning if that failed, else None."""
@@ -48,8 +54,14 @@ class NullTracker:
     """``track: false``: records nothing."""
 
     run_id: str | None = None
+    model_id: str | None = None
+    uri = ""
+    experiment = ""
 
     def start(self, name: str) -> None:
+        pass
+
+    def package_ready(self, model: dict[str, Any]) -> None:
         pass
 
     def finish(self, record: RunRecord) -> str | None:
@@ -86,10 +98,12 @@ class MlflowTracker:
     ) -> None:
         self.spec = spec
         self.cwd = (cwd or Path.cwd()).resolve()
-        self.uri = resolve_uri(spec.uri, self.cwd)
+        self.uri = resolve_uri(spec.resolved_uri(), self.cwd)
+        self.experiment = spec.resolved_experiment()
         self.attempts, self.backoff, self.busy_timeout = attempts, backoff, busy_timeout
         self.abort_grace = abort_grace
         self.run_id: str | None = None  # MLflow's, once finish() succeeded
+        self.model_id: str | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._stderr: IO[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -102,11 +116,11 @@ class MlflowTracker:
     def start(self, name: str) -> None:
         self._start_ms = _now_ms()
         if not _mlflow_installed():
-            self._warning = MISSING.format(uri=self.spec.uri)
+            self._warning = MISSING.format(uri=self.uri)
             return
         config = {
             "uri": self.uri,
-            "experiment": self.spec.experiment,
+            "experiment": self.experiment,
             "name": name,
             "start_ms": self._start_ms,
             "attempts": self.attempts,
@@ -140,6 +154,10 @@ class MlflowTracker:
         """Whether the worker has opened the store and created the run within ``timeout``."""
         return self._ready.wait(timeout)
 
+    def package_ready(self, model: dict[str, Any]) -> None:
+        if self._proc is not None:
+            self._send({"model": model})
+
     def finish(self, record: RunRecord) -> str | None:
         if self._proc is None:
             return self._warning
@@ -148,8 +166,8 @@ class MlflowTracker:
             "status": "FINISHED",
             "name": record.name,
             "params": record.params,
-            "metrics": history_metrics(record.history, self._start_ms)
-            + final_metrics(record.metrics, end_ms),
+            "metrics": history_metrics(record.history, self._start_ms),
+            "final": final_metrics(record.metrics, end_ms),
             "tags": record.tags,
             "artifact_dir": str(record.artifact_dir) if record.artifact_dir else None,
             "end_ms": end_ms,
@@ -162,6 +180,7 @@ class MlflowTracker:
         if done.get("error"):
             return self._failed(str(done["error"]))
         self.run_id = done.get("run_id")
+        self.model_id = done.get("model_id")
         return None
 
     def abort(self, status: str = "FAILED") -> None:
@@ -177,14 +196,18 @@ class MlflowTracker:
     # ------------------------------------------------------------------ the worker's pipes
 
     def _send(self, message: dict[str, Any]) -> None:
-        """Write one line to the worker from a thread: a busy worker must not block us."""
+        """Write one line to the worker from a thread (a busy worker must not block us);
+        the config line, written first, goes directly."""
         line = json.dumps(message, default=str) + "\n"
         last = message.get("status") is not None  # the payload is the last line
         proc = self._proc
         assert proc is not None and proc.stdin is not None
         stdin = proc.stdin
+        before = self._writer
 
         def write() -> None:
+            if before is not None:
+                before.join()  # lines go out in order
             try:
                 stdin.write(line)
                 stdin.flush()
@@ -193,7 +216,7 @@ class MlflowTracker:
             except (OSError, ValueError):
                 pass  # the worker is gone; _wait_done reports why
 
-        if not last:
+        if "uri" in message:
             write()  # the short config line fits the pipe's buffer
             return
         self._writer = threading.Thread(target=write, name="canon-track-write", daemon=True)
@@ -259,7 +282,7 @@ class MlflowTracker:
             self._stderr = None
 
     def _failed(self, reason: str) -> str:
-        return FAILED.format(uri=self.spec.uri, reason=reason)
+        return FAILED.format(uri=self.uri, reason=reason)
 
 
 def worker_env() -> dict[str, str]:

@@ -4,11 +4,14 @@ It runs beside training so that importing MLflow and opening (or creating) the s
 the run no time. Protocol, one JSON object per line:
 
 - stdin: the config (``uri``, ``experiment``, ``name``, ``start_ms``, ``attempts``,
-  ``backoff``, ``busy_timeout``), then one payload (``status``; when ``FINISHED`` also
-  ``name``, ``params``, ``metrics`` as ``[key, value, ms, step]``, ``tags``,
-  ``artifact_dir``, ``end_ms``). End of input before a payload means the parent is gone.
+  ``backoff``, ``busy_timeout``); then, once the package is written, optionally
+  ``{"model": {"package_dir", "example", "register"}}`` (logged at once, while the parent
+  writes its report); then one payload (``status``; when ``FINISHED`` also ``name``,
+  ``params``, ``metrics`` (per epoch) and ``final`` (the test metrics) as
+  ``[key, value, ms, step]``, ``tags``, ``artifact_dir``, ``end_ms``). End of input before
+  a payload means the parent is gone.
 - stdout: ``{"event": "ready", "run_id", "error"}`` once the run exists (or could not be
-  created), then ``{"event": "done", "run_id", "error"}``.
+  created), then ``{"event": "done", "run_id", "model_id", "error"}``.
 
 Nothing else ever reaches stdout: anything MLflow prints goes to stderr, which the parent
 keeps for its warning.
@@ -39,7 +42,8 @@ from canonml.track.store import (
 )
 
 T = TypeVar("T")
-SKIP = ("checkpoints",)  # large, and already summarised by the package and metrics
+# Large, and summarised by the metrics and the package (which becomes the MLflow model).
+SKIP = ("checkpoints",)
 BATCH_METRICS, BATCH_PARAMS, BATCH_TAGS = 1000, 100, 100  # MLflow's log_batch limits
 
 
@@ -55,6 +59,10 @@ class Session:
         self.backoff: float = config.get("backoff", 0.5)
         self.client: Any = None
         self.run_id: str | None = None
+        self.model_id: str | None = None
+        self.model: dict[str, Any] | None = None  # the package to log, until it is logged
+        self.model_error: str | None = None
+        self.experiment_id: str | None = None
         self.error: str | None = None
 
     def open(self) -> None:
@@ -67,6 +75,13 @@ class Session:
             self.error = None
         except Exception as e:
             self.error = describe(e)
+
+    def package_ready(self, model: dict[str, Any]) -> None:
+        """Log the package as the run's MLflow model now (the parent still writes its report);
+        if the run could not be created yet, it is logged with the rest at the end."""
+        self.model = model
+        if self.run_id is not None:
+            self._log_model_once()
 
     def close(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Record a finished run, or mark a failed one; returns the ``done`` message."""
@@ -83,7 +98,7 @@ class Session:
         except Exception as e:
             self._terminate("FAILED", payload.get("end_ms"))
             return {"run_id": self.run_id, "error": describe(e)}
-        return {"run_id": self.run_id, "error": None}
+        return {"run_id": self.run_id, "model_id": self.model_id, "error": None}
 
     def _create_run(self) -> str:
         from mlflow.tracking import MlflowClient
@@ -95,6 +110,7 @@ class Session:
         run = self.client.create_run(
             self._experiment_id(), start_time=self.start_ms, tags=tags, run_name=self.name
         )
+        self.experiment_id = str(run.info.experiment_id)
         return str(run.info.run_id)
 
     def _experiment_id(self) -> str:
@@ -129,8 +145,40 @@ class Session:
             self._retry(lambda: client.update_run(run_id, name=payload["name"]))
         if payload.get("artifact_dir"):
             self._retry(lambda: self._log_artifacts(Path(payload["artifact_dir"])))
+        self._log_model_once()
+        if self.model_error:
+            raise RuntimeError(f"the MLflow model: {self.model_error}")
+        # The test metrics belong to the run and to the model they measure (its Models page).
+        final = [
+            Metric(k, v, ts, step, model_id=self.model_id)
+            for k, v, ts, step in payload.get("final", [])
+        ]
+        self._retry(partial(client.log_batch, run_id, metrics=final))
         end = payload.get("end_ms")
         self._retry(lambda: client.set_terminated(run_id, "FINISHED", end_time=end))
+
+    def _log_model_once(self) -> None:
+        """Log ``self.model`` unless it is logged already (or there is none)."""
+        if self.model is None or self.model_id is not None or self.model_error:
+            return
+        try:
+            self._retry(self._log_model)
+        except Exception as e:
+            self.model_error = describe(e)
+
+    def _log_model(self) -> None:
+        import mlflow
+
+        from canonml.track.model import log_package_model
+
+        assert self.model is not None and self.run_id is not None
+        mlflow.set_tracking_uri(self.uri)
+        # MLflow files a new model under the active experiment (else "Default"): the run's.
+        mlflow.set_experiment(experiment_id=self.experiment_id)
+        model = self.model
+        self.model_id = log_package_model(
+            Path(model["package_dir"]), self.run_id, model.get("example"), model.get("register")
+        )
 
     def _log_artifacts(self, root: Path) -> None:
         """Everything in the run directory but checkpoints and half-written temp files."""
@@ -209,8 +257,12 @@ def main() -> int:
     session = Session(config)
     session.open()
     _send(channel, {"event": "ready", "run_id": session.run_id, "error": session.error})
-    line = sys.stdin.readline()
-    payload = json.loads(line) if line.strip() else {"status": "KILLED"}
+    while True:
+        line = sys.stdin.readline()
+        payload: dict[str, Any] = json.loads(line) if line.strip() else {"status": "KILLED"}
+        if "status" in payload:
+            break
+        session.package_ready(payload["model"])
     _send(channel, {"event": "done", **session.close(payload)})
     return 0
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save as save_safetensors
 
 from canonml.errors import CheckpointError
 from canonml.io import atomic_write
+from canonml.models.weights import weights_bytes
 from canonml.train.callbacks import Callback, Improvement, is_maximised
 from canonml.train.loop import TrainState
 
@@ -36,11 +36,12 @@ class Checkpointer(Callback):
         self.dir, self.model, self.optimizer = directory, model, optimizer
         self.callbacks, self.monitor = callbacks, monitor
         self.track = Improvement(is_maximised(monitor))
+        spec = directory.parent / "spec.yaml"  # the run's resolved spec, for the metadata
+        self.spec_yaml = spec.read_bytes() if spec.is_file() else None
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         if self.monitor in logs and self.track.update(float(logs[self.monitor])):
-            weights = {k: v.contiguous() for k, v in self.model.state_dict().items()}
-            atomic_write(self.dir / "best.safetensors", save_safetensors(weights))
+            atomic_write(self.dir / "best.safetensors", weights_bytes(self.model, self.spec_yaml))
         payload = {
             "format": FORMAT,
             "epoch": state.epoch,

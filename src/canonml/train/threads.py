@@ -13,6 +13,7 @@ core count, never on the current load, so the same spec gives the same numbers.
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import torch
 from torch import nn
@@ -79,7 +80,7 @@ def forward_macs(model: torch.nn.Module, sample: torch.Tensor) -> int:
 
     def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal total
-        weight = module.weight
+        weight = cast(torch.Tensor, module.weight)
         if isinstance(module, nn.Linear):  # weight (out, in): one row per output vector
             total += weight.numel() * (output.numel() // output.shape[-1])
         elif isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):

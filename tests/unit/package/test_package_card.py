@@ -21,8 +21,9 @@ SECTIONS = (
 )
 
 
-def _card(**evaluation: Any) -> str:
+def _card(license: str | None = None, **evaluation: Any) -> str:
     manifest = {
+        "license": license,
         "name": "patients",
         "version": "20260101-000000-abcd",
         "task": "classification",
@@ -56,13 +57,20 @@ def test_front_matter_is_hugging_face_metadata_filled_from_the_run() -> None:
     assert text.startswith("---\n")
     meta = yaml.safe_load(text.split("---\n")[1])
     assert "license" not in meta  # the run does not know it; the body says so
-    assert meta["library_name"] == "canonml"
+    assert f"- License: {UNKNOWN}" in text
+    assert meta["library_name"] == "onnx"  # the Hub's library for a repository of ONNX files
     assert meta["pipeline_tag"] == "tabular-classification"
     assert meta["tags"][:4] == ["canonml", "classification", "tabular", "csv:patients.csv"]
-    assert meta["metrics"] == ["accuracy", "f1_macro"]
+    assert meta["metrics"] == ["accuracy", "f1"]  # evaluate's metric ids
     result = meta["model-index"][0]["results"][0]
-    assert result["metrics"][0] == {"type": "accuracy", "name": "accuracy", "value": 0.9}
+    assert result["metrics"][0] == {"type": "accuracy", "name": "Accuracy", "value": 0.9}
     assert "/home/me" not in text.split("---\n")[1]  # a local path stays out of the tags
+
+
+def test_a_license_in_the_spec_reaches_the_card() -> None:
+    text = _card(license="CC-BY-4.0")
+    assert yaml.safe_load(text.split("---\n")[1])["license"] == "cc-by-4.0"  # the Hub's id
+    assert "- License: `CC-BY-4.0` (SPDX)" in text
 
 
 def test_every_model_card_section_is_present_and_unknowns_are_marked() -> None:
@@ -73,7 +81,7 @@ def test_every_model_card_section_is_present_and_unknowns_are_marked() -> None:
     positions = [text.index(s) for s in SECTIONS]
     assert positions == sorted(positions)
     assert text.count(UNKNOWN) >= 4
-    assert "license" in text and "ab" * 32 in text
+    assert "License:" in text and "ab" * 32 in text
     assert "| accuracy | 0.9000 | 0.8000 – 0.9500 |" in text
     assert "| log_loss | 0.3000 | — |" in text
     assert "Lowest recall on the test split: class no (0.500)" in text

@@ -106,6 +106,7 @@ def test_json_schema_describes_every_section() -> None:
         "name",
         "task",
         "seed",
+        "license",
         "data",
         "model",
         "train",

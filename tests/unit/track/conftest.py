@@ -80,8 +80,8 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracked]:
     """One run recorded into a fresh store (the store's creation is the slow part)."""
     pytest.importorskip("mlflow")
     root = tmp_path_factory.mktemp("store")
-    db = root / "mlruns.db"
-    tracker = MlflowTracker(TrackSpec(uri="sqlite:///mlruns.db"), cwd=root)
+    db = root / "mlflow.db"
+    tracker = MlflowTracker(TrackSpec(uri="sqlite:///mlflow.db"), cwd=root)
     tracker.start("tiny")
     run_dir = make_run_dir(root)
     rec = record(run_dir)

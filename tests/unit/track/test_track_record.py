@@ -91,7 +91,7 @@ def test_run_record_tags(tmp_path: Path) -> None:
 
 
 def test_relative_sqlite_uris_resolve_against_the_working_directory(tmp_path: Path) -> None:
-    assert resolve_uri("sqlite:///mlruns.db", tmp_path) == f"sqlite:///{tmp_path}/mlruns.db"
+    assert resolve_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
     assert resolve_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
     assert resolve_uri("http://host:5000", tmp_path) == "http://host:5000"
     assert sqlite_path("sqlite:///a/b.db?timeout=2") == Path("a/b.db")

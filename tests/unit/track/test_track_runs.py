@@ -48,7 +48,7 @@ def test_compare_runs_puts_metrics_side_by_side(tracked: Tracked) -> None:
 def test_a_relative_sqlite_uri_reads_from_the_working_directory(
     tracked: Tracked, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copy(tracked.db, tmp_path / "mlruns.db")
+    shutil.copy(tracked.db, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     assert tracked.run_id in _text(list_runs())
 

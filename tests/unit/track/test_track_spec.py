@@ -32,11 +32,30 @@ def test_track_values(given: Any, expected: TrackSpec | bool) -> None:
     assert _Root.model_validate({"track": given}).track == expected
 
 
-def test_defaults_are_an_sqlite_file_and_experiment_canon() -> None:
+def test_defaults_are_mlflows_sqlite_file_and_experiment_canon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     track = _Root().track
-    assert track == TrackSpec(uri="sqlite:///mlruns.db", experiment="canon", timeout=60.0)
-    assert _Root().model_dump(mode="json")["track"]["uri"] == "sqlite:///mlruns.db"
+    assert isinstance(track, TrackSpec) and track.uri is None and track.experiment is None
+    assert track.resolved_uri() == "sqlite:///mlflow.db"
+    assert track.resolved_experiment() == "canon"
+    # The spec keeps "unset", so a resumed or re-run spec follows its environment.
+    assert _Root().model_dump(mode="json")["track"]["uri"] is None
     assert _Root(track=False).model_dump(mode="json") == {"track": False}
+
+
+def test_unset_uri_and_experiment_follow_mlflows_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team")
+    track = TrackSpec()
+    assert (track.resolved_uri(), track.resolved_experiment()) == (
+        "http://tracking.example:5000",
+        "team",
+    )
+    given = TrackSpec(uri="sqlite:///other.db", experiment="mine")
+    assert (given.resolved_uri(), given.resolved_experiment()) == ("sqlite:///other.db", "mine")
 
 
 @pytest.mark.parametrize(

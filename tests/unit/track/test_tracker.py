@@ -88,7 +88,7 @@ def test_an_unwritable_database_gives_one_warning(tmp_path: Path) -> None:
 
 def test_a_locked_database_gives_a_warning_after_retrying(tracked: Tracked, tmp_path: Path) -> None:
     uri = _copy_store(tracked, tmp_path)
-    lock = sqlite3.connect(tmp_path / "mlruns.db", isolation_level=None)
+    lock = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
     try:
         lock.execute("BEGIN EXCLUSIVE")
         started = time.monotonic()
@@ -108,7 +108,7 @@ def test_a_store_locked_at_the_start_is_tried_again_at_the_end(
 ) -> None:
     uri = _copy_store(tracked, tmp_path)
     tracker = MlflowTracker(TrackSpec(uri=uri), cwd=tmp_path, **QUICK)
-    lock = sqlite3.connect(tmp_path / "mlruns.db", isolation_level=None)
+    lock = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
     try:
         tracker.start("tiny")
@@ -155,9 +155,9 @@ def test_without_mlflow_the_warning_gives_the_install_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tracker_module, "_mlflow_installed", lambda: False)
-    warning = _record("sqlite:///mlruns.db", tmp_path)
+    warning = _record("sqlite:///mlflow.db", tmp_path)
     assert warning is not None and "pip install 'canonml[track]'" in warning
-    assert not (tmp_path / "mlruns.db").exists()
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_track_false_records_nothing(tmp_path: Path) -> None:
@@ -176,5 +176,5 @@ def _record(uri: str, cwd: Path, timeout: float = 60.0) -> str | None:
 
 def _copy_store(tracked: Tracked, tmp_path: Path) -> str:
     """A copy of the session's store: an existing store, without its creation's cost."""
-    shutil.copy(tracked.db, tmp_path / "mlruns.db")
-    return f"sqlite:///{tmp_path}/mlruns.db"
+    shutil.copy(tracked.db, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path}/mlflow.db"
