@@ -5,8 +5,8 @@ instant and torch-free (torch, scikit-learn and MLflow load only when a function
 
 - specs: ``load_spec``, ``validate_spec``, ``json_schema``, ``Spec``
 - runs: ``run`` → ``RunResult``; ``evaluate_run`` (score a finished run again)
-- packages: ``write_package``, ``open_package``, ``verify_package``, ``predict``
-  (ONNX Runtime only), ``Package``
+- packages: ``write_package``, ``export`` (package, zip, Triton repository, Hugging Face
+  folder), ``open_package``, ``verify_package``, ``predict`` (ONNX Runtime only), ``Package``
 - serving: ``create_app`` (the OIP v2 FastAPI app over opened packages), ``build_app``
   (the same from package paths), ``run_server`` (serve them on uvicorn)
 - tracking: ``find_runs``, ``get_runs`` (MLflow runs as plain data)
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from canonml.evaluate.rerun import evaluate_run
     from canonml.package import Package, open_package, verify_package, write_package
     from canonml.package import predict_inputs as predict
+    from canonml.package.convert import export_as as export
     from canonml.pipeline import RunResult, run
     from canonml.serve.app import create_app
     from canonml.serve.server import build_app, run_server
@@ -48,6 +49,7 @@ _LAZY = {
     "RunResult": ("canonml.pipeline", "RunResult"),
     "evaluate_run": ("canonml.evaluate.rerun", "evaluate_run"),
     "write_package": ("canonml.package", "write_package"),
+    "export": ("canonml.package.convert", "export_as"),
     "open_package": ("canonml.package", "open_package"),
     "verify_package": ("canonml.package", "verify_package"),
     "predict": ("canonml.package", "predict_inputs"),
@@ -73,6 +75,7 @@ __all__ = [
     "build_app",
     "create_app",
     "evaluate_run",
+    "export",
     "find_runs",
     "get_runs",
     "json_schema",

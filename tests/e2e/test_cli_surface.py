@@ -125,3 +125,18 @@ def test_the_readme_python_example_runs(tmp_path: Path, write_spec: Any) -> None
     scope: dict[str, Any] = {}
     exec(compile(example.group(1), "README.md", "exec"), scope)
     assert len(scope["rows"]) == 3 and scope["result"].metrics
+
+
+def test_run_with_cross_validation_prints_mean_and_std_beside_the_test_metrics(
+    cli: Any, write_spec: Any, tmp_path: Path
+) -> None:
+    spec = tiny_spec(evaluate={"metrics": ["accuracy", "f1_macro"], "cv": 3})
+    result = cli("run", str(write_spec(spec)), "--out", "runs")
+    assert result.code == 0, result.stderr
+    assert "3-fold CV mean ± std" in result.stdout
+    run_dir = next((tmp_path / "runs" / "tiny").iterdir())
+    cv = json.loads((run_dir / "evaluation.json").read_text())["cv"]["metrics"]
+    row = next(
+        line for line in result.stdout.splitlines() if line.strip("│ ").startswith("accuracy")
+    )
+    assert f"{cv['accuracy']['mean']:.4f} ± {cv['accuracy']['std']:.4f}" in row

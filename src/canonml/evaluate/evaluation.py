@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +37,20 @@ class Evaluation:
             "task": self.task,
             "headline": self.headline,
             "interval": list(self.interval) if self.interval else None,
-            "metrics": self.metrics,
+            "metrics": _finite(self.metrics),
             "per_class": self.per_class,
             "confusion": self.confusion,
             "label_names": self.label_names,
-            "cv": self.cv,
+            "cv": _finite(self.cv),
         }
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: a metric undefined on a split (ROC AUC with one class) becomes null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

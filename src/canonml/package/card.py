@@ -117,7 +117,8 @@ def _metrics(m: dict[str, Any], spec: dict[str, Any], evaluation: dict[str, Any]
     rows = ["| metric | value | 95% interval |", "| --- | ---: | ---: |"]
     for name, value in (evaluation.get("metrics") or m["metrics"]).items():
         ci = f"{interval[0]:.4f} – {interval[1]:.4f}" if interval and name == headline else "—"
-        rows.append(f"| {name} | {value:.4f} | {ci} |")
+        shown = "undefined on this split" if value is None else f"{value:.4f}"
+        rows.append(f"| {name} | {shown} | {ci} |")
     notes = (
         f"\nThe interval of {headline} is a bootstrap 95% percentile interval over "
         f"{spec['evaluate']['ci']} resamples of the test split; other metrics have none.\n"
@@ -126,7 +127,11 @@ def _metrics(m: dict[str, Any], spec: dict[str, Any], evaluation: dict[str, Any]
     )
     cv = evaluation.get("cv")
     if cv:
-        cv_rows = [f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in cv["metrics"].items()]
+        cv_rows = [
+            f"{k} {v['mean']:.4f} ± {v['std']:.4f}"
+            for k, v in cv["metrics"].items()
+            if v["mean"] is not None and v["std"] is not None
+        ]
         notes += f"\n{cv['folds']}-fold cross-validation on train+val: {'; '.join(cv_rows)}.\n"
     return "## Metrics\n\n" + "\n".join(rows) + "\n" + notes + _per_class(evaluation)
 
