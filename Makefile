@@ -40,6 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/trainer_overhead.py
 	$(BIN)/python bench/threads.py
 	$(BIN)/python bench/tracking_overhead.py
+	$(BIN)/python bench/run_phases.py
+	$(BIN)/python bench/csv_scale.py
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/serve_load.py
 

@@ -107,12 +107,15 @@ def run(
     out.print(f"report: {result.run_dir / 'report.html'}")
     out.print(f"package: {result.run_dir / 'package'}")
     if result.tracking_run_id:
-        model = " with its model (runs:/<run id>/model)" if result.tracking_model_id else ""
+        out.print(
+            f"tracked: MLflow run {result.tracking_run_id} in {result.tracking_uri} "
+            f"(experiment '{result.tracking_experiment}'; see: canon runs)"
+        )
+    if result.tracking_model_id:
         registered = result.spec.track.register if result.spec.track else None
         out.print(
-            f"tracked: MLflow run {result.tracking_run_id}{model} in {result.tracking_uri} "
-            f"(experiment '{result.tracking_experiment}'; see: canon runs)"
-            + (f"; registered as '{registered}'" if registered and model else "")
+            f"MLflow model: runs:/{result.tracking_run_id}/model"
+            + (f", registered as '{registered}'" if registered else "")
         )
     ev = result.evaluation
     _print_metrics(

@@ -126,7 +126,8 @@ def test_the_package_is_an_mlflow_model_that_predicts_like_canon_predict(
     np.save(root / "rows.npy", rows)
     predicted = cli("predict", str(run_dir / "package"), "rows.npy", "--json", cwd=root)
     assert predicted.code == 0, predicted.stderr
-    canon = np.array([list(r["probabilities"].values()) for r in json.loads(predicted.stdout)])
+    answers = json.loads(predicted.stdout)
+    canon = np.array([list(r["probabilities"].values()) for r in answers])
     with mlflow_warnings_ignored():
         mlflow.set_tracking_uri("sqlite:///mlflow.db")
         client, run = _tracked_run(root)
@@ -134,7 +135,10 @@ def test_the_package_is_an_mlflow_model_that_predicts_like_canon_predict(
         out = model.predict({"input": rows.astype(np.float32)})
         assert np.abs(out["probabilities"] - canon).max() <= 1e-5
         meta = model.metadata
-        assert meta.metadata["labels"] == ["malignant", "benign"] and meta.metadata["task"] == "classification"
+        assert (
+            meta.metadata["labels"] == ["malignant", "benign"]
+            and meta.metadata["task"] == "classification"
+        )
         assert meta.metadata["features"][0] == "mean radius"
         assert meta.get_input_schema().input_names() == ["input"]
         assert meta.saved_input_example_info is not None

@@ -2,10 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A categorical column as integer codes: no Python object per cell.
+
+    ``codes`` is ``(N,)`` int32 into ``categories`` (sorted, distinct); -1 marks a missing
+    cell. Indexing and iterating give the cell values (``None`` when missing).
+    """
+
+    codes: np.ndarray
+    categories: list[str]
+
+    @classmethod
+    def from_values(cls, values: Iterable[str | None]) -> Categorical:
+        cells = list(values)
+        categories = sorted({v for v in cells if v is not None})
+        index = {c: i for i, c in enumerate(categories)}
+        codes = [-1 if v is None else index[v] for v in cells]
+        return cls(np.array(codes, dtype=np.int32), categories)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, i: int) -> str | None:
+        code = int(self.codes[i])
+        return None if code < 0 else self.categories[code]
+
+    def __iter__(self) -> Iterator[str | None]:
+        return (None if c < 0 else self.categories[c] for c in self.codes.tolist())
+
+    def take(self, idx: np.ndarray) -> Categorical:
+        return Categorical(self.codes[idx], self.categories)
+
+    def counts(self) -> np.ndarray:
+        """Cells per category, ``(len(categories),)`` int64."""
+        return np.bincount(self.codes[self.codes >= 0], minlength=len(self.categories))
 
 
 @dataclass
@@ -22,12 +60,14 @@ class Dataset:
     kind: Literal["tabular", "image"]
     feature_names: list[str]
     label_names: list[str] | None = None
-    # Tabular only: categorical columns, name -> (N,) object array of str (None = missing).
-    categorical: dict[str, np.ndarray] = field(default_factory=dict)
+    # Tabular only: the categorical columns by name.
+    categorical: dict[str, Categorical] = field(default_factory=dict)
     # An official test split shipped with the data (MNIST, CIFAR-10); else split from x.
     test: Dataset | None = None
     # Raw pixel range for images (e.g. 255.0), used by min-max scaling.
     pixel_max: float | None = None
+    # csv only: every column of the file, {"name", "kind", "missing"} (for data.json).
+    columns: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -40,8 +80,9 @@ class Dataset:
             kind=self.kind,
             feature_names=self.feature_names,
             label_names=self.label_names,
-            categorical={k: v[idx] for k, v in self.categorical.items()},
+            categorical={k: v.take(idx) for k, v in self.categorical.items()},
             pixel_max=self.pixel_max,
+            columns=self.columns,
         )
 
     @property

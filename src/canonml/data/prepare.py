@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,6 @@ from canonml.data.sources import load_source
 from canonml.data.split import split_indices
 from canonml.data.target import encode_target
 from canonml.errors import DataError
-from canonml.io import sha256_bytes
 from canonml.spec.root import Spec
 
 
@@ -86,6 +86,8 @@ def load_data(spec: Spec) -> Loaded:
     info: dict[str, Any] = {"source": spec.data.source, "rows": len(raw)}
     if raw.pixel_max is not None:
         info["pixel_max"] = raw.pixel_max
+    if raw.columns:
+        info["columns"] = raw.columns
     if spec.data.preprocess.dedupe:
         raw, info["duplicates_removed"] = _dedupe(raw)
     return Loaded(raw, official_test, info)
@@ -137,11 +139,30 @@ def build_splits(
 
 
 def fingerprint(data: Dataset) -> str:
-    """sha256 over the raw training examples (features, categorical cells, targets)."""
-    chunks = [np.ascontiguousarray(data.x).tobytes(), np.asarray(data.y).astype(str).tobytes()]
+    """sha256 over the raw training examples (features, categorical cells, targets).
+
+    Categorical cells count by value: codes are renumbered over the categories present, so
+    categories seen only in other splits do not change it.
+    """
+    y = np.asarray(data.y)
+    chunks: list[bytes | memoryview] = [
+        _contiguous(data.x),
+        _contiguous(y if y.dtype.kind in "biuf" else y.astype(str)),
+    ]
     for name in sorted(data.categorical):
-        chunks.append(name.encode() + "\x1f".join(map(str, data.categorical[name])).encode())
-    return sha256_bytes(*chunks)
+        col = data.categorical[name]
+        present = col.counts() > 0
+        renumber = np.append(np.cumsum(present) - 1, -1).astype(np.int32)
+        names = [c for c, p in zip(col.categories, present, strict=True) if p]
+        chunks += [name.encode(), "\x1f".join(names).encode(), _contiguous(renumber[col.codes])]
+    digest = hashlib.sha256()
+    for chunk in chunks:  # memoryviews: a 1 GB table is hashed without a copy
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _contiguous(a: np.ndarray) -> memoryview:
+    return np.ascontiguousarray(a).data.cast("B")
 
 
 def fit_target_scale(y: np.ndarray) -> dict[str, float]:
@@ -152,21 +173,22 @@ def fit_target_scale(y: np.ndarray) -> dict[str, float]:
 
 def target_array(y: np.ndarray, task: str, scale: dict[str, float] | None) -> np.ndarray:
     if task == "classification":
-        return y.astype(np.int64)
+        return y.astype(np.int64, copy=False)
     if scale is not None:
         y = (y - scale["shift"]) / scale["scale"]
-    return y.astype(np.float32)
+    return y.astype(np.float32, copy=False)
 
 
 def _dedupe(raw: Dataset) -> tuple[Dataset, int]:
-    seen: dict[bytes, int] = {}
-    flat = raw.x.reshape(len(raw), -1)
-    for i in range(len(raw)):
-        key = flat[i].tobytes() + str(raw.y[i]).encode()
-        key += b"".join(str(col[i]).encode() + b"\x1f" for col in raw.categorical.values())
-        seen.setdefault(key, i)
-    keep = np.array(sorted(seen.values()), dtype=np.int64)
-    return raw.take(keep), len(raw) - len(keep)
+    """Keep the first of each set of identical examples (same bytes, same target)."""
+    n = len(raw)
+    parts = [raw.x.reshape(n, int(np.prod(raw.x.shape[1:]))), np.asarray(raw.y).reshape(n, 1)]
+    parts += [col.codes.reshape(n, 1) for col in raw.categorical.values()]
+    rows = np.hstack([np.ascontiguousarray(p).view(np.uint8).reshape(n, -1) for p in parts])
+    keys = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.shape[1]))).ravel()
+    _, first = np.unique(keys, return_index=True)
+    keep = np.sort(first)
+    return raw.take(keep), n - len(keep)
 
 
 def _same_labels(train: Dataset, test: Dataset) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from canonml.data.dataset import Dataset
+from canonml.data.dataset import Categorical, Dataset
 from canonml.spec.data import PreprocessSpec
 
 State = dict[str, Any]
@@ -33,9 +33,10 @@ def fit_preprocess(train: Dataset, spec: PreprocessSpec) -> State:
     ]
     categorical = []
     for name, col in train.categorical.items():
-        filled = [v for v in col if v is not None]
-        cats = sorted(set(filled))
-        mode = max(cats, key=filled.count) if cats else ""
+        counts = col.counts()
+        cats = [c for c, n in zip(col.categories, counts, strict=True) if n]
+        # The most frequent category; on a tie the first in sorted order.
+        mode = col.categories[int(np.argmax(counts))] if cats else ""
         categorical.append({"name": name, "fill": mode, "categories": cats})
     outputs = [n["name"] for n in numeric] + [
         f"{c['name']}={v}" for c in categorical for v in c["categories"]
@@ -55,30 +56,50 @@ def apply_preprocess(state: State, data: Dataset) -> tuple[np.ndarray, np.ndarra
     if state["kind"] == "image":
         shift = np.array(state["shift"], dtype=np.float32).reshape(1, -1, 1, 1)
         scale = np.array(state["scale"], dtype=np.float32).reshape(1, -1, 1, 1)
-        return ((data.x - shift) / scale).astype(np.float32), np.ones(len(data), dtype=bool)
-    n = len(data)
-    keep = np.ones(n, dtype=bool)
+        x = ((data.x - shift) / scale).astype(np.float32, copy=False)
+        return x, np.ones(len(data), dtype=bool)
+    codes = [_codes(c, data.categorical[c["name"]]) for c in state["categorical"]]
+    keep = np.ones(len(data), dtype=bool)
     if state["impute"] == "drop":
         keep &= ~np.isnan(data.x).any(axis=1) if data.x.size else keep
         for col in data.categorical.values():
-            keep &= np.array([v is not None for v in col], dtype=bool)
-    parts = []
+            keep &= col.codes >= 0
+    rows = None if keep.all() else np.flatnonzero(keep)  # no copies when every row stays
+    width = len(state["numeric"]) + sum(len(c["categories"]) for c in state["categorical"])
+    offset = len(state["numeric"])
+    # np.empty then zeros, not np.zeros: numpy asks for huge pages only on this path, and
+    # first-touching 1 GB in 4 KiB pages costs seconds.
+    x = np.empty((len(data) if rows is None else len(rows), width), dtype=np.float32)
+    x[:, offset:] = 0.0
     if state["numeric"]:
-        fill = np.array([c["fill"] for c in state["numeric"]])
-        shift = np.array([c["shift"] for c in state["numeric"]])
-        scale = np.array([c["scale"] for c in state["numeric"]])
-        x = np.where(np.isnan(data.x), fill, data.x)
-        parts.append((x - shift) / scale)
-    for c in state["categorical"]:
-        cells = [c["fill"] if v is None else v for v in data.categorical[c["name"]]]
-        # Unknown categories (unseen in training) become all zeros.
-        parts.append(
-            np.array([[v == k for k in c["categories"]] for v in cells], dtype=np.float64).reshape(
-                n, len(c["categories"])
-            )
-        )
-    x = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
-    return x[keep].astype(np.float32), keep
+        _numeric_into(x, state["numeric"], data.x if rows is None else data.x[rows])
+    for c, index in zip(state["categorical"], codes, strict=True):
+        index = index if rows is None else index[rows]
+        hot = np.flatnonzero(index >= 0)  # unknown categories (unseen in training) stay zeros
+        x[hot, offset + index[hot]] = 1.0
+        offset += len(c["categories"])
+    return x, keep
+
+
+def _codes(fitted: dict[str, Any], col: Categorical) -> np.ndarray:
+    """``(N,)`` index of each cell in the fitted categories; the fill for missing, -1 unknown."""
+    index = {v: i for i, v in enumerate(fitted["categories"])}
+    # The last entry is read for code -1 (a missing cell): the fitted fill value.
+    lut = [index.get(v, -1) for v in col.categories] + [index.get(fitted["fill"], -1)]
+    return np.array(lut, dtype=np.int64)[col.codes]
+
+
+def _numeric_into(out: np.ndarray, fitted: list[dict[str, Any]], x: np.ndarray) -> None:
+    """Impute and scale ``x`` into the first columns of ``out``, a block of rows at a time."""
+    fill = np.array([c["fill"] for c in fitted])
+    shift = np.array([c["shift"] for c in fitted])
+    scale = np.array([c["scale"] for c in fitted])
+    step = 1 << 16  # bounds the float64 temporaries of a large table
+    for start in range(0, len(x), step):
+        block = x[start : start + step]
+        out[start : start + step, : len(fitted)] = (
+            np.where(np.isnan(block), fill, block) - shift
+        ) / scale
 
 
 def _fit_image(train: Dataset, spec: PreprocessSpec) -> State:

@@ -29,10 +29,15 @@ def encode_target(data: Dataset, task: str) -> Dataset:
         )
     if data.label_names is not None and y.dtype.kind in "iu":
         return data
-    values = sorted({str(_plain(v)) for v in y}, key=_label_key)
-    lookup = {v: i for i, v in enumerate(values)}
-    data.y = np.array([lookup[str(_plain(v))] for v in y], dtype=np.int64)
-    data.label_names = values
+    if y.dtype.kind == "O":
+        y = np.array([str(_plain(v)) for v in y], dtype=str)
+    values, inverse = np.unique(y, return_inverse=True)
+    names = [str(_plain(v.item())) for v in values]
+    order = sorted(range(len(names)), key=lambda i: _label_key(names[i]))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    data.y = rank[inverse.reshape(-1)]
+    data.label_names = [names[i] for i in order]
     return data
 
 

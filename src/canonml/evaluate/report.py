@@ -241,6 +241,15 @@ def _data(ctx: ReportContext) -> str:
     parts = [facts(rows)]
     if sizes:
         parts += ["<h3>Splits</h3>", table(list(sizes), [list(sizes.values())])]
+    columns = d.get("columns") or []
+    if columns:
+        parts += [
+            "<h3>Columns</h3>",
+            table(
+                ["column", "kind", "missing cells"],
+                [(c["name"], c["kind"], c["missing"]) for c in columns],
+            ),
+        ]
     ev = ctx.evaluation
     if ev is not None and ev.task == "classification" and len(ev.y_true):
         parts += ["<h3>Class balance (test split)</h3>", _class_counts(ev)]

@@ -88,6 +88,11 @@ def _foreign_data(
     from canonml.data.sources import load_source
 
     raw = {**spec.data.model_dump(), "source": source, "target": target or spec.data.target}
+    raw |= {"features": None, "drop": None, "categorical": None}
+    if state.get("kind") == "tabular" and source.startswith("csv:"):
+        # Read the columns the model was trained on, typed as then (no identifier guess).
+        raw["features"] = [c["name"] for c in state["numeric"] + state["categorical"]]
+        raw["categorical"] = [c["name"] for c in state["categorical"]]
     try:
         data_spec = type(spec.data).model_validate(raw)
     except ValidationError as e:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from canonml.data.dataset import Categorical
 from canonml.errors import DataError
 from canonml.package.reader import Package, PackageError
 from canonml.package.signature import raw_columns, to_graph_input
@@ -159,7 +160,7 @@ def _table(
         )
     x = _numeric(rows, numeric, path, missing, numbers)
     cats = {
-        c: np.array([_category(r.get(c), missing) for r in rows], dtype=object) for c in categorical
+        c: Categorical.from_values(_category(r.get(c), missing) for r in rows) for c in categorical
     }
     return to_graph_input(state, x, cats)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from canonml.data.dataset import Dataset
+from canonml.data.dataset import Categorical, Dataset
 from canonml.data.preprocess import apply_preprocess
 
 # The grey-level range of sklearn:digits; image sources default to 8-bit pixels.
@@ -66,11 +66,12 @@ def raw_columns(state: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 
 def to_graph_input(
-    state: dict[str, Any], numeric: np.ndarray, categorical: dict[str, np.ndarray]
+    state: dict[str, Any], numeric: np.ndarray, categorical: dict[str, Any]
 ) -> np.ndarray:
     """Raw table → the graph input ``(N, F)``: numeric cells as given, categorical one-hot.
 
-    A missing categorical cell (None) becomes the training mode, an unseen category all
+    ``categorical`` maps a column to a ``Categorical`` or to its cells (str, None = missing).
+    A missing categorical cell becomes the training mode, an unseen category all
     zeros — exactly as training encoded them (canonml.data.preprocess does the encoding).
     """
     n = len(numeric)
@@ -81,7 +82,10 @@ def to_graph_input(
         y=np.zeros(n),
         kind="tabular",
         feature_names=[],
-        categorical={k: np.asarray(v, dtype=object) for k, v in categorical.items()},
+        categorical={
+            k: v if isinstance(v, Categorical) else Categorical.from_values(v)
+            for k, v in categorical.items()
+        },
     )
     onehot, _ = apply_preprocess(onehot_only, empty)
     return np.concatenate([numeric.astype(np.float32), onehot], axis=1)
@@ -111,11 +115,13 @@ def sample_inputs(state: dict[str, Any], shape: list[int], n: int, seed: int = 0
     return to_graph_input(state, x, cats), apply_preprocess(state, data)[0]
 
 
-def _sample_cells(rng: np.random.Generator, categories: list[str], n: int, gaps: bool) -> Any:
-    cells = [str(rng.choice(categories)) if categories else None for _ in range(n)]
+def _sample_cells(
+    rng: np.random.Generator, categories: list[str], n: int, gaps: bool
+) -> Categorical:
+    codes = rng.integers(0, len(categories), n) if categories else np.full(n, -1)
     if gaps:
-        cells = [None if rng.random() < 0.1 else c for c in cells]
-    return np.array(cells, dtype=object)
+        codes[rng.random(n) < 0.1] = -1
+    return Categorical(codes.astype(np.int32), list(categories))
 
 
 def _pixel_max(described: dict[str, Any]) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from canonml.spec.base import StrictModel
 
@@ -57,6 +57,13 @@ class DataSpec(StrictModel):
         examples=["sklearn:digits", "csv:data/patients.csv"],
     )
     target: str | None = Field(None, description="target column (csv sources)")
+    features: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="csv columns to use as features, and no others (default: every column "
+        "but the target; a column that looks like an identifier is kept only when listed here)",
+    )
+    drop: list[str] | None = Field(None, description="csv columns never to use as features")
     categorical: list[str] | None = Field(
         None,
         description="csv columns to treat as categorical "
@@ -88,6 +95,28 @@ class DataSpec(StrictModel):
             raise ValueError(
                 f"unknown scikit-learn data set '{arg}'; known: {', '.join(SKLEARN_DATASETS)}"
             )
+        return v
+
+    @field_validator("features", "drop")
+    @classmethod
+    def _csv_columns(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if v is None:
+            return v
+        key = f"data.{info.field_name}"
+        source = str(info.data.get("source", ""))
+        if not source.startswith("csv:"):
+            raise ValueError(f"names csv columns; remove it for a '{source}' source")
+        repeated = sorted({c for c in v if v.count(c) > 1})
+        if repeated:
+            raise ValueError(f"lists '{repeated[0]}' twice")
+        target = info.data.get("target")
+        if target in v:
+            raise ValueError(
+                f"lists the target column '{target}'; {key} lists feature columns only"
+            )
+        both = [c for c in v if c in (info.data.get("features") or [])]
+        if info.field_name == "drop" and both:
+            raise ValueError(f"'{both[0]}' is in both data.features and data.drop; keep one")
         return v
 
     @property
