@@ -1,5 +1,5 @@
 """``python -m canonml`` (so torchrun and plain python can launch the CLI)."""
 
-from canonml.cli import main
+from canonml.cli import entry
 
-main()
+entry()

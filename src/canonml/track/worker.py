@@ -19,6 +19,7 @@ keeps for its warning.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -243,6 +244,10 @@ def _send(channel: TextIO, message: dict[str, Any]) -> None:
 
 def main() -> int:
     channel = _protocol_channel()
+    # The run is the work that counts: where the two compete for a core, it goes first (the
+    # worker's own work is mostly waiting, and it gets the whole machine once the run ends).
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(5)
     # Ctrl-C reaches the whole process group; the parent decides what happens to the run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     warnings.simplefilter("ignore")  # MLflow's own deprecations are no business of a run
