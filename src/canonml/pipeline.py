@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from canonml.errors import CheckpointError
+from canonml.evaluate.painter import Painter
 from canonml.io import atomic_write, write_json
 from canonml.package import write_package
 from canonml.rundir import RunDir, existing_run_dir, new_run_dir
@@ -66,12 +67,15 @@ def run(
     resolved = _resolve(spec, overrides, run_dir)
     tracker = make_tracker(resolved.track)
     tracker.start(resolved.name)  # MLflow loads in a worker process while this one trains
+    painter = Painter()  # so will matplotlib, in another, for the plots
     phases: dict[str, float] = {}
     try:
-        result = _run(resolved, run_dir, out, console, started, tracker, phases)
+        result = _run(resolved, run_dir, out, console, started, tracker, phases, painter)
     except BaseException as e:
         tracker.abort("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
+    finally:
+        painter.close()
     record = run_record(
         resolved.model_dump(mode="json"),
         result.run_dir,
@@ -96,6 +100,7 @@ def _run(
     started: float,
     tracker: Tracker,
     phases: dict[str, float],
+    painter: Painter,
 ) -> RunResult:
     with _phase(phases, "data"):
         import torch
@@ -107,6 +112,7 @@ def _run(
         data, pool = split_data(spec, loaded)
         torch.manual_seed(spec.seed)
         model = build_model(spec.model, data.input_shape, data.n_outputs)
+    painter.start()  # now: the tracking worker has done its imports; the model trains next
     with _threads(spec, model, data):
         if run_dir is None:
             run_dir = new_run_dir(out, spec.name)
@@ -129,7 +135,7 @@ def _run(
     register = spec.track.register if spec.track else None
     tracker.package_ready(model_message(package, example, register))
     with _phase(phases, "report"):
-        _report(spec, run_dir, data, model, history, best_epoch, evaluation, started)
+        _report(spec, run_dir, data, model, history, best_epoch, evaluation, started, painter)
     return RunResult(
         run_dir.path, evaluation.selected, history, spec, evaluation, fingerprint=data.fingerprint
     )
@@ -229,6 +235,7 @@ def _report(
     best_epoch: int | None,
     evaluation: Evaluation,
     started: float,
+    painter: Painter,
 ) -> None:
     """Plots to ``plots/`` and the self-contained ``report.html``."""
     import torch
@@ -250,5 +257,5 @@ def _report(
         best_epoch=best_epoch,
         monitor=stopping.monitor if stopping else "val_loss",
     )
-    make_plots(ctx)
+    make_plots(ctx, painter)
     write_report(ctx)

@@ -191,30 +191,46 @@ def _roc_pairs(
     return [(names[c], y_true == c, proba[:, c]) for c in range(k)]
 
 
+Curve = tuple[str, np.ndarray, np.ndarray, float]  # (name, false pos. rate, true pos. rate, AUC)
+
+
+def roc_points(
+    y_true: np.ndarray, proba: np.ndarray, label_names: Sequence[str] | None
+) -> list[Curve]:
+    """scikit-learn's ROC curve and AUC per class (one for binary); classes absent from
+    ``y_true`` (no positives, or nothing else) have none."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y_true = np.asarray(y_true).ravel()
+    curves = []
+    for name, pos, score in _roc_pairs(y_true, proba, label_names):
+        if 0 < pos.sum() < len(pos):
+            fpr, tpr, _ = roc_curve(pos, score)
+            curves.append((name, fpr, tpr, float(roc_auc_score(pos, score))))
+    return curves
+
+
 def roc_curves(
     y_true: np.ndarray, proba: np.ndarray, label_names: Sequence[str] | None, path: Path
 ) -> Path | None:
     """ROC curves: one for binary, one-vs-rest per class with the macro AUC; None if undefined."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+    return roc_plot(roc_points(y_true, proba, label_names), path)
 
-    y_true = np.asarray(y_true).ravel()
-    # A curve needs positives and negatives; classes absent from y_true are skipped.
-    pairs = [(n, pos, s) for n, pos, s in _roc_pairs(y_true, proba, label_names) if 0 < pos.sum()]
-    pairs = [(n, pos, s) for n, pos, s in pairs if pos.sum() < len(pos)]
-    if not pairs:
+
+def roc_plot(curves: Sequence[Curve], path: Path) -> Path | None:
+    """Draw ``roc_points`` (None when there is no curve)."""
+    if not curves:
         return None
     fig = _figure(height=4.0)
     ax = fig.axes[0]
-    aucs = []
-    for name, pos, score in pairs:
-        fpr, tpr, _ = roc_curve(pos, score)
-        aucs.append(float(roc_auc_score(pos, score)))
-        ax.plot(fpr, tpr, label=f"{_text(name)} (AUC {aucs[-1]:.3f})")
+    for name, fpr, tpr, auc in curves:
+        ax.plot(fpr, tpr, label=f"{_text(name)} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    title = f"macro AUC {np.mean(aucs):.3f}" if len(pairs) > 1 else "ROC"
-    ax.legend(title=title, fontsize="x-small", ncol=2 if len(pairs) > 5 else 1, loc="lower right")
+    macro = np.mean([c[3] for c in curves])
+    title = f"macro AUC {macro:.3f}" if len(curves) > 1 else "ROC"
+    ax.legend(title=title, fontsize="x-small", ncol=2 if len(curves) > 5 else 1, loc="lower right")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

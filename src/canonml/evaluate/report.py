@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from canonml.evaluate import plots
+from canonml.evaluate.painter import Painter, now
 from canonml.io import atomic_write
 
 if TYPE_CHECKING:
@@ -142,28 +144,42 @@ def _duration(seconds: float) -> str:
 # ---- plots --------------------------------------------------------------------------------
 
 
-def make_plots(ctx: ReportContext) -> dict[str, Path]:
-    """Write every applicable PNG to ``run_dir/plots/``; records and returns them by key."""
+def make_plots(ctx: ReportContext, painter: Painter | None = None) -> dict[str, Path]:
+    """Write every applicable PNG to ``run_dir/plots/``; records and returns them by key.
+
+    With a ``painter`` the figures are drawn in its process (``canonml.evaluate.painter``).
+    """
+    draw = painter.submit if painter is not None else now
     out = Path(ctx.run_dir) / "plots"
-    made: dict[str, Path | None] = {}
+    made: dict[str, Future[Path | None]] = {}
     if ctx.history:
-        made["learning_curves"] = plots.learning_curves(
-            ctx.history, ctx.monitor, ctx.best_epoch, out / "learning_curves.png"
+        made["learning_curves"] = draw(
+            plots.learning_curves,
+            ctx.history,
+            ctx.monitor,
+            ctx.best_epoch,
+            out / "learning_curves.png",
         )
         if any(row.get("lr") is not None for row in ctx.history):
-            made["learning_rate"] = plots.learning_rate(ctx.history, out / "learning_rate.png")
+            made["learning_rate"] = draw(
+                plots.learning_rate, ctx.history, out / "learning_rate.png"
+            )
     ev = ctx.evaluation
     if ev is not None and ev.task == "classification":
         if ev.confusion is not None:
             path = out / "confusion_matrix.png"
-            made["confusion_matrix"] = plots.confusion_matrix(ev.confusion, ev.label_names, path)
+            made["confusion_matrix"] = draw(
+                plots.confusion_matrix, ev.confusion, ev.label_names, path
+            )
         if ev.proba is not None and len(ev.y_true):
-            made["roc"] = plots.roc_curves(ev.y_true, ev.proba, ev.label_names, out / "roc.png")
+            curves = plots.roc_points(ev.y_true, ev.proba, ev.label_names)
+            made["roc"] = draw(plots.roc_plot, curves, out / "roc.png")
     elif ev is not None and len(ev.y_true):
         path = out / "predicted_vs_actual.png"
-        made["predicted_vs_actual"] = plots.predicted_vs_actual(ev.y_true, ev.y_pred, path)
-        made["residuals"] = plots.residuals(ev.y_true, ev.y_pred, out / "residuals.png")
-    ctx.plots.update({k: p for k, p in made.items() if p is not None})
+        made["predicted_vs_actual"] = draw(plots.predicted_vs_actual, ev.y_true, ev.y_pred, path)
+        made["residuals"] = draw(plots.residuals, ev.y_true, ev.y_pred, out / "residuals.png")
+    drawn = {k: f.result() for k, f in made.items()}
+    ctx.plots.update({k: p for k, p in drawn.items() if p is not None})
     return ctx.plots
 
 
