@@ -43,6 +43,16 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240) -> CliRes
     return CliResult(proc)
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """Stop a server a test started: terminate, wait, and kill it if it does not go."""
+    proc.terminate()
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
 @pytest.fixture
 def cli() -> Any:
     return run_cli

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from canonml.track.store import mlflow_warnings_ignored
+from tests.conftest import stop_process
 
 
 @pytest.mark.slow
@@ -196,12 +197,7 @@ def test_a_bare_mlflow_ui_in_the_folder_lists_the_run(registered: dict[str, Any]
             except OSError:
                 time.sleep(0.5)
     finally:
-        ui.terminate()
-        try:
-            ui.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            ui.kill()
-            ui.wait()
+        stop_process(ui)
     assert found is not None, "mlflow ui did not answer"
     assert len(found) == 1 and found[0]["info"]["status"] == "FINISHED"
     names = {m["key"] for m in found[0]["data"]["metrics"]}

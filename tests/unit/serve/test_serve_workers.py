@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import stop_process
 from tests.unit.serve.packages import FixturePackage
 
 pytestmark = pytest.mark.serve
@@ -42,12 +43,7 @@ def two_workers(packages: list[FixturePackage], tmp_path: Path) -> Iterator[tupl
             time.sleep(0.1)
         yield url, tmp_path
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop_process(proc)
     assert proc.returncode == 0
     assert not list(tmp_path.glob("canon-metrics-*")), "the metrics directory outlived the server"
 
