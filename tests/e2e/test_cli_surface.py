@@ -77,10 +77,13 @@ def test_init_links_the_spec_to_a_schema_beside_it(tmp_path: Path) -> None:
     assert invoke("validate", str(target)).exit_code == 0
 
 
-def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path: Path, write_spec: Any) -> None:
+def _start_long_run(tmp_path: Path, write_spec: Any, track: bool = False) -> Any:
+    """A digits run that would take hours, in its own process group (as a terminal runs it),
+    once it has finished two epochs (so it has a checkpoint and its helpers are up)."""
     spec = tiny_spec(
         data={"source": "sklearn:digits"},
         train={"epochs": 100_000, "batch_size": 8},
+        track=track,
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "canonml", "run", str(write_spec(spec)), "--out", "runs"],
@@ -89,24 +92,52 @@ def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path: Path, write_spec: A
         text=True,
         cwd=tmp_path,
         env={**os.environ, "COLUMNS": "120"},
+        start_new_session=True,
     )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.stderr.readline().startswith("epoch 2/"):
+            return proc
+    proc.kill()
+    raise AssertionError("the run did not finish two epochs in 120 s")
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path: Path, write_spec: Any) -> None:
+    proc = _start_long_run(tmp_path, write_spec, track=True)
     try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 120
-        lines = []
-        while time.monotonic() < deadline:  # wait for a finished epoch (a checkpoint)
-            line = proc.stderr.readline()
-            lines.append(line)
-            if line.startswith("epoch 2/"):
-                break
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
         _, rest = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, "".join(lines) + rest
+    assert proc.returncode == 130, rest
     last = rest.strip().splitlines()[-1]
     assert last.startswith("interrupted; continue it with: canon run --resume runs/tiny/")
-    assert "Traceback" not in rest
+    assert "Traceback" not in rest  # nor from a helper process
+
+
+def test_a_killed_run_leaves_no_helper_behind(tmp_path: Path, write_spec: Any) -> None:
+    proc = _start_long_run(tmp_path, write_spec)
+    helpers = _children(proc.pid)
+    assert helpers  # the plot painter
+    proc.kill()  # kill -9: the run cannot clean up
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in helpers):
+        time.sleep(0.2)
+    assert not [p for p in helpers if Path(f"/proc/{p}").exists()]
 
 
 @pytest.mark.slow

@@ -2,8 +2,9 @@
 
 A cell is missing when its stripped text is one of ``data.missing``. Numbers are parsed by
 pyarrow's cast (and, where it refuses a cell, once per distinct value by Python's ``float``,
-so the accepted syntax stays Python's); categories are the distinct stripped values, found by
-dictionary encoding, so Python sees each distinct value once instead of every cell.
+so the accepted syntax stays Python's); categories are the distinct cells exactly as the file
+holds them (as Python's ``csv`` module reads them: `` a`` and ``a`` are two categories),
+found by dictionary encoding, so Python sees each distinct value once instead of every cell.
 """
 
 from __future__ import annotations
@@ -24,24 +25,23 @@ if TYPE_CHECKING:
 
 @dataclass
 class Distinct:
-    """A column as codes into its distinct stripped values: ``values[codes]`` is the column."""
+    """A column as codes into its distinct cells: ``values[codes]`` is the column."""
 
     codes: np.ndarray  # (N,) int32
-    values: list[str]  # stripped; may repeat (" a" and "a" are two raw cells, one value)
-    missing: np.ndarray  # (len(values),) bool: the value is a missing marker
+    values: list[str]  # the distinct cells as written
+    missing: np.ndarray  # (len(values),) bool: the cell, stripped, is a missing marker
 
 
 def distinct(cells: pa.ChunkedArray, missing: set[str]) -> Distinct:
-    """Dictionary-encode ``cells`` and strip each distinct cell once (Python's ``strip``)."""
+    """Dictionary-encode ``cells``; each distinct cell is stripped once to test for a marker."""
     import pyarrow as pa
 
     encoded = cells.dictionary_encode()
     chunks = encoded.chunks
     raw = chunks[0].dictionary.to_pylist() if chunks else []
     codes = pa.chunked_array([c.indices for c in chunks], pa.int32()).to_numpy()
-    values = [v.strip() for v in raw]
-    flags = np.array([v in missing for v in values], dtype=bool)
-    return Distinct(codes.astype(np.int32, copy=False), values, flags)
+    flags = np.array([v.strip() in missing for v in raw], dtype=bool)
+    return Distinct(codes.astype(np.int32, copy=False), raw, flags)
 
 
 def missing_count(cells: pa.ChunkedArray, missing: set[str]) -> int:

@@ -13,17 +13,35 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def _warm() -> None:
-    """Runs in the painting process: be polite to the run, and import what drawing needs."""
+def _init(parent: int) -> None:
+    """Runs first in the painting process: be polite to the run, and end with it.
+
+    A run killed outright (``kill -9``) cannot stop its helpers, and this one would wait
+    forever for work, so a thread watches the parent and ends the process when it is gone.
+    """
     with contextlib.suppress(OSError, AttributeError):
         os.nice(5)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="canon-painter-watch", daemon=True).start()
+
+
+def _warm() -> None:
+    """Import what drawing needs (while the run trains)."""
     from matplotlib.backends import backend_agg  # noqa: F401
 
     from canonml.evaluate import plots  # noqa: F401
@@ -41,8 +59,11 @@ class Painter:
         try:
             # spawn, not fork: this process holds torch's thread pools, which fork breaks.
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-            self._warm = self._pool.submit(_warm)
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=context, initializer=_init, initargs=(os.getpid(),)
+            )
+            with _sigint_ignored():  # Ctrl-C is the run's to handle: the helper inherits this
+                self._warm = self._pool.submit(_warm)  # starts the process
         except (OSError, RuntimeError, ValueError):
             self.close()
 
@@ -64,6 +85,20 @@ class Painter:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=self.ready, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while a child starts (a process started so keeps ignoring it)."""
+    try:
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def now(fn: Callable[..., T], *args: Any) -> Future[T]:

@@ -69,8 +69,8 @@ def test_other_delimiters_are_sniffed_with_quoted_line_breaks(
 
 def test_categorical_cells_keep_line_breaks_and_unicode(nasty: Path) -> None:
     data = load_source(DataSpec(source=f"csv:{nasty}", target="score", categorical=["note"]))
-    cells = [r[1].strip() for r in python_rows(nasty)[1:]]
-    assert list(data.categorical["note"]) == [c or None for c in cells]
+    cells = [r[1] for r in python_rows(nasty)[1:]]  # exactly as Python's csv module reads them
+    assert list(data.categorical["note"]) == [c if c.strip() else None for c in cells]
     assert data.categorical["note"][0] == "line one\nline two"
     np.testing.assert_array_equal(data.x[:, 0], [1, 2, 3, 4, 5, 6])  # id
 
@@ -117,3 +117,14 @@ def test_header_cells_may_be_quoted_and_padded(tmp_path: Path) -> None:
     path.write_text('" a ", b\n1,2\n', encoding="utf-8")
     header, rows = read_table(path)
     assert header == ["a", "b"] and rows == [(2, ["1", "2"])]
+
+
+def test_cells_with_padding_at_their_edges_stay_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "edges.csv"
+    cells = ["\u2028lead", "trail\u2028", "\u3000全角", " spaced ", "plain", "plain", " NA "]
+    rows = "".join(f'"{c}",{i % 2}\n' for i, c in enumerate(cells))
+    path.write_text("note,y\n" + rows, encoding="utf-8")
+    data = load_source(DataSpec(source=f"csv:{path}", target="y", categorical=["note"]))
+    expected = [c for c in cells[:-1]] + [None]  # " NA " is a missing marker once stripped
+    assert list(data.categorical["note"]) == expected
+    assert data.categorical["note"].categories == sorted(set(cells[:-1]))
