@@ -17,6 +17,11 @@ def did_you_mean(word: str, choices: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def hint_and_choices(word: str, choices: list[str], label: str = "known") -> str:
+    """``"; did you mean 'x'? known: a, b"``, or ``"; known: a, b"`` when nothing is close."""
+    return f"{did_you_mean(word, choices) or ';'} {label}: {', '.join(choices)}"
+
+
 class Registry(Generic[T]):
     """A name → component table that knows the spec path it serves."""
 
@@ -36,9 +41,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._entries:
-            known = ", ".join(self.names())
-            hint = did_you_mean(name, self.names())
-            raise SpecError(self.spec_path, f"unknown {self.kind} '{name}'{hint} known: {known}")
+            choices = hint_and_choices(name, self.names())
+            raise SpecError(self.spec_path, f"unknown {self.kind} '{name}'{choices}")
         return self._entries[name]
 
     def names(self) -> list[str]:

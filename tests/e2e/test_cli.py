@@ -118,7 +118,7 @@ BAD_RUNS = [
         "key of another arch",
         {"model": {"arch": "cnn", "hidden": [3]}},
         None,
-        "model.hidden: unknown key 'hidden' known: activation, arch, batch_norm, channels",
+        "model.hidden: unknown key 'hidden'; known: activation, arch, batch_norm, channels",
     ),
 ]
 

@@ -232,6 +232,8 @@ def test_mlflow_tracking_uri_in_the_environment_is_where_the_run_lands(
         (False, ["track.register=m"], "--set track.register: 'track' is false"),
         ({"register": "m"}, ["track=false"], "track.register: the spec registers the model"),
         ({"register": ""}, [], "track.register: String should have at least 1 character"),
+        ({"register": "a/b c"}, [], "track.register: a registered model name needs"),
+        ({"register": "  "}, [], "track.register: a registered model name needs"),
     ],
 )
 def test_register_without_tracking_is_a_clear_error(

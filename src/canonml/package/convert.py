@@ -19,7 +19,7 @@ from pathlib import Path
 from canonml.errors import CanonError, PackageError
 from canonml.package.reader import MANIFEST, Package, open_package
 from canonml.package.writer import RUN_FILES, check_target, write_files, write_package
-from canonml.registry import did_you_mean
+from canonml.registry import hint_and_choices
 
 FORMATS = ("hf", "package", "triton", "zip")
 DEFAULT_NAMES = {"package": "package", "zip": "package.zip", "triton": "triton", "hf": "hf"}
@@ -61,9 +61,7 @@ def export_as(
 def check_format(fmt: str) -> str:
     """``fmt`` if it is a known format; else a ``CanonError`` naming ``--format``."""
     if fmt not in FORMATS:
-        hint = did_you_mean(fmt, list(FORMATS))
-        known = ", ".join(FORMATS)
-        raise CanonError(f"--format: unknown format '{fmt}'{hint or ';'} known: {known}")
+        raise CanonError(f"--format: unknown format '{fmt}'{hint_and_choices(fmt, list(FORMATS))}")
     return fmt
 
 

@@ -87,10 +87,11 @@ class DataSpec(StrictModel):
         if not sep or not arg:
             raise ValueError(f"must be 'scheme:arg' like 'sklearn:digits', got '{v}'")
         if scheme not in SOURCE_SCHEMES:
-            from canonml.registry import did_you_mean
+            from canonml.registry import hint_and_choices
 
-            hint = did_you_mean(scheme, list(SOURCE_SCHEMES))
-            raise ValueError(f"unknown scheme '{scheme}'{hint} known: {', '.join(SOURCE_SCHEMES)}")
+            raise ValueError(
+                f"unknown scheme '{scheme}'{hint_and_choices(scheme, list(SOURCE_SCHEMES))}"
+            )
         if scheme == "sklearn" and arg not in SKLEARN_DATASETS:
             raise ValueError(
                 f"unknown scikit-learn data set '{arg}'; known: {', '.join(SKLEARN_DATASETS)}"

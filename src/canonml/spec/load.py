@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from canonml.errors import SpecError
-from canonml.registry import did_you_mean
+from canonml.registry import did_you_mean, hint_and_choices
 from canonml.spec.root import CrossFieldError, Spec
 from canonml.spec.track import check_register_kept
 
@@ -27,7 +27,7 @@ def template_text(name: str) -> str:
     if name not in names:
         raise SpecError(
             "--template",
-            f"unknown template '{name}'{did_you_mean(name, names)} known: " + ", ".join(names),
+            f"unknown template '{name}'{hint_and_choices(name, names)}",
         )
     return (TEMPLATES / f"{name}.yaml").read_text(encoding="utf-8")
 
@@ -212,7 +212,7 @@ def _problem(err: Any, loc: tuple[int | str, ...], raw: Any) -> str:
     if kind == "union_tag_invalid":
         tags = sorted(t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(","))
         tag = str(ctx.get("tag"))
-        return f"unknown model '{tag}'{did_you_mean(tag, tags)} known: {', '.join(tags)}"
+        return f"unknown model '{tag}'{hint_and_choices(tag, tags)}"
     if kind == "string_pattern_mismatch":
         return "must use lower-case letters, digits and '-' only"
     msg = str(err["msg"])
@@ -222,9 +222,10 @@ def _problem(err: Any, loc: tuple[int | str, ...], raw: Any) -> str:
 def _unknown_key(loc: tuple[int | str, ...], raw: Any) -> str:
     key = str(loc[-1])
     fields = _fields_at(loc[:-1], raw)
-    hint = did_you_mean(key, fields) if fields else ""
-    known = f" known: {', '.join(fields)}" if fields and not hint else ""
-    return f"unknown key '{key}'{hint}{known}"
+    if not fields:
+        return f"unknown key '{key}'"
+    hint = did_you_mean(key, fields)
+    return f"unknown key '{key}'{hint or hint_and_choices(key, fields)}"
 
 
 def _fields_at(loc: tuple[int | str, ...], raw: Any) -> list[str]:

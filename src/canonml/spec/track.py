@@ -6,7 +6,7 @@ import os
 import warnings
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import Field, ValidatorFunctionWrapHandler, WrapValidator, field_validator
 
 from canonml.spec.base import StrictModel
 
@@ -49,6 +49,17 @@ with warnings.catch_warnings():
             description="seconds a finished run waits for its record to be written before it "
             "gives up with a warning (the run directory is complete either way)",
         )
+
+        @field_validator("register")
+        @classmethod
+        def _registry_name(cls, name: str | None) -> str | None:
+            # MLflow's own rule for registered model names (checked here, before training).
+            if name is not None and (not name.strip() or any(c in name for c in "/:")):
+                raise ValueError(
+                    f"a registered model name needs a character other than space and no "
+                    f"'/' or ':', got {name!r}"
+                )
+            return name
 
         def resolved_uri(self) -> str:
             """``uri``, else ``$MLFLOW_TRACKING_URI``, else MLflow's default SQLite file."""

@@ -229,7 +229,15 @@ def test_rows_without_a_target_are_counted_as_its_missing_cells(patients: Path) 
             "'smoker'? columns: age, sex, smoker, bmi, city, outcome",
         ),
         ({"drop": ["zzz"]}, "data.drop[0]: column 'zzz' is not in csv file"),
-        ({"drop": ["sex"], "categorical": ["sex"]}, "data.categorical[0]: 'sex' is not a feature"),
+        (
+            {"drop": ["sex"], "categorical": ["sex"]},
+            "data.categorical[0]: 'sex' is left out by data.drop",
+        ),
+        (
+            {"features": ["age"], "categorical": ["sex"]},
+            "data.categorical[0]: 'sex' is left out by data.features",
+        ),
+        ({"categorical": ["sexx"]}, "data.categorical[0]: 'sexx' is not a feature column"),
     ],
 )
 def test_unknown_columns_name_the_key(patients: Path, kw: dict[str, object], message: str) -> None:

@@ -54,7 +54,7 @@ BAD_COLUMNS = [
         "data.features[1]: column 'ctiy' is not in csv file '{path}'; did you mean 'city'? "
         "columns: age, city, order_id, y",
     ),
-    ({"drop": ["zip"]}, "data.drop[0]: column 'zip' is not in csv file '{path}' columns: "),
+    ({"drop": ["zip"]}, "data.drop[0]: column 'zip' is not in csv file '{path}'; columns: "),
 ]
 
 

@@ -32,7 +32,7 @@ from canonml.data.dataset import Categorical, Dataset
 from canonml.data.sources import SOURCES
 from canonml.data.table import Table, read_columns
 from canonml.errors import CanonWarning, DataError, SpecError
-from canonml.registry import did_you_mean
+from canonml.registry import did_you_mean, hint_and_choices
 from canonml.spec.data import DataSpec
 
 Rows = list[tuple[int, list[str]]]  # (row number in the file, cells)
@@ -132,8 +132,8 @@ def _check_column(key: str, name: str, table: Table) -> None:
     if name not in table.header:
         raise SpecError(
             key,
-            f"column '{name}' is not in csv file '{table.path}'{did_you_mean(name, table.header)} "
-            f"columns: {', '.join(table.header)}",
+            f"column '{name}' is not in csv file '{table.path}'"
+            + hint_and_choices(name, table.header, "columns"),
         )
 
 
@@ -145,6 +145,12 @@ def _chosen_columns(table: Table, spec: DataSpec) -> list[str]:
     keep = set(spec.features or table.header) - set(spec.drop or []) - {spec.target}
     chosen = [c for c in table.header if c in keep]
     for i, col in enumerate(spec.categorical or []):
+        if col in (spec.drop or []) or (spec.features and col not in spec.features):
+            key = "data.drop" if col in (spec.drop or []) else "data.features"
+            raise SpecError(
+                f"data.categorical[{i}]",
+                f"'{col}' is left out by {key}; keep it there or drop it from data.categorical",
+            )
         if col not in chosen:
             raise SpecError(
                 f"data.categorical[{i}]",
