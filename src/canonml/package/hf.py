@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from canonml.package.reader import MANIFEST, Package
+from canonml.package.reader import HUB_NAMES, MANIFEST, Package
 from canonml.package.writer import check_target, write_files
 
 # Hub pipeline tags (huggingface.js packages/tasks/src/pipelines.ts) by (input kind, task).
@@ -71,12 +71,11 @@ _HUB_ALIASES = {
     "pddl-1.0": "pddl",
     "c-uda-1.0": "c-uda",
 }
-HF_FILES = {  # exported name → package name
-    "README.md": "MODEL_CARD.md",
-    "model.onnx": "model.onnx",
-    "model.safetensors": "weights.safetensors",
-    "spec.yaml": "spec.yaml",
-    MANIFEST: MANIFEST,
+# exported name → package name: the Hub's names for the card and the weights; the package
+# reader maps them back, so canon verify / predict / serve take the folder as a package.
+HF_FILES = {
+    HUB_NAMES.get(name, name): name
+    for name in ("MODEL_CARD.md", "model.onnx", "weights.safetensors", "spec.yaml", MANIFEST)
 }
 
 

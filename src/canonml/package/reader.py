@@ -24,6 +24,9 @@ MANIFEST = "canon.json"
 FORMAT = "canonml-package"
 FORMAT_VERSION = 1
 REQUIRED = ("format", "format_version", "name", "version", "task", "signature", "files")
+# A Hugging Face model folder (``canon export --format hf``) holds these files under the
+# names the Hub reads; the manifest keeps the package's names and the same hashes.
+HUB_NAMES = {"MODEL_CARD.md": "README.md", "weights.safetensors": "model.safetensors"}
 
 
 @dataclass
@@ -37,6 +40,8 @@ class Package:
     path: Path
     manifest: dict[str, Any]
     members: dict[str, bytes] | None = field(default=None, repr=False)  # zip only
+    # package name -> the file that holds it, where that is a Hub name (HUB_NAMES)
+    aliases: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -64,17 +69,21 @@ class Package:
         return self.read("model.onnx")
 
     def names(self) -> list[str]:
-        """Every file in the package, the manifest included, sorted."""
+        """Every file in the package (by its package name), the manifest included, sorted."""
         if self.members is not None:
-            return sorted(self.members)
-        return sorted(p.name for p in self.path.iterdir() if p.is_file())
+            found = list(self.members)
+        else:
+            found = [p.name for p in self.path.iterdir() if p.is_file()]
+        back = {actual: name for name, actual in self.aliases.items()}
+        return sorted(back.get(f, f) for f in found)
 
     def read(self, name: str) -> bytes:
         """The bytes of file ``name``; ``PackageError`` naming it when it is missing."""
+        actual = self.aliases.get(name, name)
         try:
             if self.members is not None:
-                return self.members[name]
-            return (self.path / name).read_bytes()
+                return self.members[actual]
+            return (self.path / actual).read_bytes()
         except (KeyError, OSError):
             raise PackageError(f"{name}: missing from package {self.path}") from None
 
@@ -82,7 +91,7 @@ class Package:
         if self.members is not None:
             return sha256_bytes(self.read(name))
         try:
-            return sha256_file(self.path / name)
+            return sha256_file(self.path / self.aliases.get(name, name))
         except OSError:
             raise PackageError(f"{name}: missing from package {self.path}") from None
 
@@ -186,6 +195,8 @@ def _open(path: Path) -> Package:
     if not isinstance(manifest, dict):
         raise PackageError(f"{path}: {MANIFEST}: not a JSON object")
     pkg.manifest = manifest
+    present = set(pkg.names())
+    pkg.aliases = {n: hub for n, hub in HUB_NAMES.items() if n not in present and hub in present}
     return pkg
 
 

@@ -117,3 +117,18 @@ def test_write_hf_writes_the_hub_layout_and_guards_other_folders(tmp_path: Path)
         write_hf(pkg, mine)
     with pytest.raises(PackageError, match="not a model folder canon export wrote"):
         write_hf(pkg, tmp_path / "pkg")  # a package is not an export folder
+
+
+def test_the_exported_folder_opens_as_the_package_it_came_from(tmp_path: Path) -> None:
+    files = {name: name.encode() for name in HF_FILES.values() if name != "canon.json"}
+    pkg = open_package(write_fake_package(tmp_path / "pkg", signature(TABULAR_STATE), files))
+    again = open_package(write_hf(pkg, tmp_path / "hf"))  # hashes checked under Hub names
+    assert again.aliases == {
+        "MODEL_CARD.md": "README.md",
+        "weights.safetensors": "model.safetensors",
+    }
+    assert again.read("weights.safetensors") == b"weights.safetensors"
+    assert again.names() == pkg.names()
+    (tmp_path / "hf" / "model.safetensors").write_bytes(b"changed")
+    with pytest.raises(PackageError, match="weights.safetensors: sha256 mismatch"):
+        open_package(tmp_path / "hf")
