@@ -21,6 +21,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# One: a second one measured slower (bench/run_phases.py), its start-up costs more than it
+# draws in parallel.
+PROCESSES = 1
 
 
 def _init(parent: int) -> None:
@@ -38,13 +41,14 @@ def _init(parent: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="canon-painter-watch", daemon=True).start()
-
-
-def _warm() -> None:
-    """Import what drawing needs (while the run trains)."""
+    # What drawing needs, imported while the run trains.
     from matplotlib.backends import backend_agg  # noqa: F401
 
     from canonml.evaluate import plots  # noqa: F401
+
+
+def _warm() -> None:
+    """A first task: done once a process has started and imported (``_init``)."""
 
 
 class Painter:
@@ -52,7 +56,7 @@ class Painter:
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
-        self._warm: Future[None] | None = None
+        self._warm: list[Future[None]] = []
 
     def start(self) -> None:
         """Spawn the painting process (returns at once)."""
@@ -60,17 +64,20 @@ class Painter:
             # spawn, not fork: this process holds torch's thread pools, which fork breaks.
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=context, initializer=_init, initargs=(os.getpid(),)
+                max_workers=PROCESSES,
+                mp_context=context,
+                initializer=_init,
+                initargs=(os.getpid(),),
             )
-            with _sigint_ignored():  # Ctrl-C is the run's to handle: the helper inherits this
-                self._warm = self._pool.submit(_warm)  # starts the process
+            with _sigint_ignored():  # Ctrl-C is the run's to handle: the helpers inherit this
+                self._warm = [self._pool.submit(_warm) for _ in range(PROCESSES)]  # start them
         except (OSError, RuntimeError, ValueError):
             self.close()
 
     @property
     def ready(self) -> bool:
         """Whether the painting process is up, with its imports done."""
-        return self._warm is not None and self._warm.done() and self._warm.exception() is None
+        return bool(self._warm) and all(w.done() and w.exception() is None for w in self._warm)
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """``fn(*args)`` in the painting process if it is ready, else here and now."""
