@@ -8,12 +8,14 @@ them with the fitted constants in ``preprocessing``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from canonml.data.dataset import Categorical, Dataset
 from canonml.data.preprocess import apply_preprocess
+from canonml.errors import CanonWarning
 
 # The grey-level range of sklearn:digits; image sources default to 8-bit pixels.
 PIXEL_MAX = {"sklearn:digits": 16.0}
@@ -87,8 +89,29 @@ def to_graph_input(
             for k, v in categorical.items()
         },
     )
+    _warn_unseen(state, empty.categorical)
     onehot, _ = apply_preprocess(onehot_only, empty)
     return np.concatenate([numeric.astype(np.float32), onehot], axis=1)
+
+
+def _warn_unseen(state: dict[str, Any], columns: dict[str, Categorical]) -> None:
+    """One warning per column whose cells hold categories the training data never had."""
+    for fitted in state["categorical"]:
+        column = columns.get(fitted["name"])
+        if column is None:
+            continue
+        known = set(fitted["categories"])
+        unseen = [c for c in column.categories if c not in known]
+        if not unseen:
+            continue
+        rows = int(np.isin(column.codes, [column.categories.index(c) for c in unseen]).sum())
+        shown = ", ".join(repr(c) for c in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
+        warnings.warn(
+            f"column '{fitted['name']}': {rows} row(s) hold categories the model never saw "
+            f"({shown}); they are encoded as all zeros, as in training",
+            CanonWarning,
+            stacklevel=3,
+        )
 
 
 def sample_inputs(state: dict[str, Any], shape: list[int], n: int, seed: int = 0) -> Any:

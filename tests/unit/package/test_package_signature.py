@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from canonml.errors import CanonWarning
 from canonml.package.signature import graph_constants, sample_inputs, to_graph_input
 from tests.unit.package.fakes import IMAGE_STATE, TABULAR_STATE, signature
 
@@ -43,7 +45,11 @@ def test_one_hot_columns_pass_through_the_graph_constants() -> None:
 def test_raw_rows_become_graph_inputs_like_training_encoded_them() -> None:
     numeric = np.array([[30.0, np.nan], [50.0, 20.0], [np.nan, 30.0]])
     cats = {"city": np.array(["Nice", None, "Berlin"], dtype=object)}
-    x = to_graph_input(TABULAR_STATE, numeric, cats)
+    with pytest.warns(
+        CanonWarning,
+        match=r"column 'city': 1 row\(s\) hold categories the model never saw \('Berlin'\)",
+    ):
+        x = to_graph_input(TABULAR_STATE, numeric, cats)
     assert x.dtype == np.float32 and x.shape == (3, 5)
     assert np.isnan(x[0, 1]) and np.isnan(x[2, 0])  # the graph imputes, not the client
     assert x[0, 2:].tolist() == [0, 1, 0]
