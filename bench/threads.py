@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from canonml.models import build_model
+from canonml.models.io import ModelIO
 from canonml.spec.model import CNNSpec, MLPSpec
 from canonml.spec.train import TrainSpec
 from canonml.train.optim import build_optimizer
@@ -94,7 +95,7 @@ class Case:
 def make_case(spec: Any, shape: tuple[int, ...], batch: int) -> Case:
     """A model with its optimizer, one random batch, and its MACs and auto thread count."""
     torch.manual_seed(0)
-    model = build_model(spec, shape, CLASSES)
+    model = build_model(spec, ModelIO(shape, CLASSES))
     sample = torch.zeros(1, *shape)
     macs = forward_macs(model, sample) * batch
     auto = choose_threads("auto", model, sample, batch)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from canonml.models import build_model
+from canonml.models.io import ModelIO
 from canonml.spec.model import MLPSpec
 from canonml.spec.train import TrainSpec
 from canonml.train.callbacks import Callback, HistoryCSV, LRSchedule
@@ -43,7 +44,7 @@ def make_data(rows: int, val_rows: int, seed: int) -> tuple[Split, Split]:
 
 def make_model(seed: int) -> nn.Module:
     torch.manual_seed(seed)  # same initial weights for both loops
-    return build_model(MLPSpec(hidden=[128]), (FEATURES,), CLASSES)
+    return build_model(MLPSpec(hidden=[128]), ModelIO((FEATURES,), CLASSES))
 
 
 def run_plain(train: Split, val: Split, epochs: int, seed: int) -> float:

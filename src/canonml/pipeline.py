@@ -107,11 +107,12 @@ def _run(
 
         from canonml.data.prepare import load_data
         from canonml.models import build_model
+        from canonml.models.io import ModelIO
 
         loaded = load_data(spec)
         data, pool = split_data(spec, loaded)
         torch.manual_seed(spec.seed)
-        model = build_model(spec.model, data.input_shape, data.n_outputs)
+        model = build_model(spec.model, ModelIO(data.input_shape, data.n_outputs))
     painter.start()  # now: the tracking worker has done its imports; the model trains next
     with _threads(spec, model, data):
         if run_dir is None:

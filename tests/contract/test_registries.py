@@ -11,6 +11,7 @@ import yaml
 from canonml.data.sources import SOURCES
 from canonml.evaluate.metrics import METRICS
 from canonml.models import MODELS, build_model
+from canonml.models.io import ModelIO
 from canonml.registry import Registry
 from canonml.spec import load_spec, spec_to_yaml
 from canonml.spec.data import SOURCE_SCHEMES
@@ -67,12 +68,12 @@ MODEL_CASES = {
 def test_every_model_builds_runs_and_round_trips(arch: str) -> None:
     spec, shape = MODEL_CASES[arch]
     torch.manual_seed(0)
-    model = build_model(spec, shape, 5)
+    model = build_model(spec, ModelIO(shape, 5))
     full = load_spec(tiny_spec(model=spec.model_dump()))
     again = load_spec(yaml.safe_load(spec_to_yaml(full)))
     assert again.model == spec
     torch.manual_seed(0)
-    rebuilt = build_model(again.model, shape, 5)
+    rebuilt = build_model(again.model, ModelIO(shape, 5))
     for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert model(torch.randn(2, *shape)).shape == (2, 5)

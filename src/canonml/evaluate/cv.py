@@ -23,6 +23,7 @@ def cross_validate(spec: Spec, loaded: Loaded, pool: np.ndarray) -> dict[str, An
 
     from canonml.evaluate.evaluate import evaluate_model
     from canonml.models import build_model
+    from canonml.models.io import ModelIO
     from canonml.train.session import train_model
 
     k = int(spec.evaluate.cv or 0)
@@ -46,7 +47,7 @@ def cross_validate(spec: Spec, loaded: Loaded, pool: np.ndarray) -> dict[str, An
             loaded.raw.take(pool[held_rows]),
         )
         torch.manual_seed(spec.seed + fold)
-        model = build_model(spec.model, data.input_shape, data.n_outputs)
+        model = build_model(spec.model, ModelIO(data.input_shape, data.n_outputs))
         train_model(spec, model, data, None)
         per_fold.append(evaluate_model(spec, model, data, ci=0).metrics)
     return {"folds": k, "metrics": _mean_std(per_fold)}

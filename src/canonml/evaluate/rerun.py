@@ -56,9 +56,11 @@ def _load_model(spec: Spec, run: RunDir, described: dict[str, Any]) -> Any:
     from safetensors.torch import load_file
 
     from canonml.models import build_model
+    from canonml.models.io import ModelIO
 
     labels = described.get("label_names")
-    model = build_model(spec.model, tuple(described["input_shape"]), len(labels) if labels else 1)
+    io = ModelIO(tuple(described["input_shape"]), len(labels) if labels else 1)
+    model = build_model(spec.model, io)
     if not run.weights.is_file():
         raise CheckpointError(f"{run.weights}: missing; the run did not finish (use --resume)")
     try:

@@ -6,13 +6,15 @@ from torch import nn
 
 from canonml.errors import SpecError
 from canonml.models import MODELS
+from canonml.models.io import ModelIO
 from canonml.models.layers import ACTIVATIONS, dense_stack
 from canonml.spec.model import CNNSpec
 
 
 @MODELS.register("cnn")
-def build_cnn(spec: CNNSpec, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+def build_cnn(spec: CNNSpec, io: ModelIO) -> nn.Module:
     """Conv(k, same padding) → [BN] → act → [pool] per block; flatten; dense head."""
+    input_shape = io.input_shape
     if len(input_shape) != 3:
         raise SpecError(
             "model.arch",
@@ -40,4 +42,4 @@ def build_cnn(spec: CNNSpec, input_shape: tuple[int, ...], n_outputs: int) -> nn
         channels * height * width, spec.dense, spec.activation, spec.dropout, spec.batch_norm
     )
     # (B, C, H, W) → (B, C·H·W) → dense → (B, n_outputs)
-    return nn.Sequential(*layers, nn.Flatten(), *head, nn.Linear(features, n_outputs))
+    return nn.Sequential(*layers, nn.Flatten(), *head, nn.Linear(features, io.n_outputs))

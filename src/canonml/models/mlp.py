@@ -7,14 +7,15 @@ import math
 from torch import nn
 
 from canonml.models import MODELS
+from canonml.models.io import ModelIO
 from canonml.models.layers import dense_stack
 from canonml.spec.model import MLPSpec
 
 
 @MODELS.register("mlp")
-def build_mlp(spec: MLPSpec, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
-    """Flatten → dense stack → linear head of ``n_outputs`` (logits or regression values)."""
+def build_mlp(spec: MLPSpec, io: ModelIO) -> nn.Module:
+    """Flatten → dense stack → linear head of ``io.n_outputs`` (logits or regression values)."""
     layers, width = dense_stack(
-        math.prod(input_shape), spec.hidden, spec.activation, spec.dropout, spec.batch_norm
+        math.prod(io.input_shape), spec.hidden, spec.activation, spec.dropout, spec.batch_norm
     )
-    return nn.Sequential(nn.Flatten(), *layers, nn.Linear(width, n_outputs))
+    return nn.Sequential(nn.Flatten(), *layers, nn.Linear(width, io.n_outputs))

@@ -20,6 +20,7 @@ def rebuild_model(spec_text: str, weights: bytes, signature: dict[str, Any]) -> 
     from safetensors.torch import load
 
     from canonml.models import build_model
+    from canonml.models.io import ModelIO
     from canonml.spec import validate_spec
     from canonml.spec.load import parse_spec_text
 
@@ -31,7 +32,7 @@ def rebuild_model(spec_text: str, weights: bytes, signature: dict[str, Any]) -> 
     labels = signature.get("labels")
     shape = tuple(int(d) for d in signature["inputs"][0]["shape"][1:])
     try:
-        model = build_model(spec.model, shape, len(labels) if labels else 1)
+        model = build_model(spec.model, ModelIO(shape, len(labels) if labels else 1))
     except CanonError as e:
         raise PackageError(f"spec.yaml: cannot build the model ({e})") from None
     try:

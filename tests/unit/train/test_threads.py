@@ -6,19 +6,20 @@ import pytest
 import torch
 
 from canonml.models import build_model
+from canonml.models.io import ModelIO
 from canonml.spec.model import CNNSpec, MLPSpec
 from canonml.train.threads import HEAVY_BATCH_MACS, _traced_macs, choose_threads, forward_macs
 
 
 def test_forward_macs_counts_linear_layers() -> None:
-    model = build_model(MLPSpec(hidden=[128]), (64,), 10)
+    model = build_model(MLPSpec(hidden=[128]), ModelIO((64,), 10))
     assert forward_macs(model, torch.zeros(1, 64)) == 64 * 128 + 128 * 10
 
 
 def test_small_models_get_one_thread_and_big_ones_more() -> None:
-    small = build_model(MLPSpec(hidden=[128]), (64,), 10)
+    small = build_model(MLPSpec(hidden=[128]), ModelIO((64,), 10))
     assert choose_threads("auto", small, torch.zeros(1, 64), 32) == 1
-    big = build_model(CNNSpec(channels=[64, 128, 256]), (3, 32, 32), 10)
+    big = build_model(CNNSpec(channels=[64, 128, 256]), ModelIO((3, 32, 32), 10))
     macs = forward_macs(big, torch.zeros(1, 3, 32, 32))
     assert macs * 256 > HEAVY_BATCH_MACS
     assert choose_threads("auto", big, torch.zeros(1, 3, 32, 32), 256) >= 1
@@ -40,11 +41,16 @@ class _Custom(torch.nn.Module):
     ("model", "shape"),
     [
         (
-            build_model(MLPSpec(hidden=[32, 16], batch_norm=True, dropout=0.1), (1, 8, 8), 10),
+            build_model(
+                MLPSpec(hidden=[32, 16], batch_norm=True, dropout=0.1), ModelIO((1, 8, 8), 10)
+            ),
             (1, 8, 8),
         ),
-        (build_model(CNNSpec(channels=[8, 16], batch_norm=True), (1, 8, 8), 10), (1, 8, 8)),
-        (build_model(CNNSpec(channels=[4], pool="avg"), (3, 12, 10), 2), (3, 12, 10)),
+        (
+            build_model(CNNSpec(channels=[8, 16], batch_norm=True), ModelIO((1, 8, 8), 10)),
+            (1, 8, 8),
+        ),
+        (build_model(CNNSpec(channels=[4], pool="avg"), ModelIO((3, 12, 10), 2)), (3, 12, 10)),
         (
             torch.nn.Sequential(
                 torch.nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1),

@@ -9,6 +9,7 @@ import torch
 
 from canonml.errors import CheckpointError, SpecError
 from canonml.models import build_model
+from canonml.models.io import ModelIO
 from canonml.rundir import RunDir
 from canonml.spec.model import MLPSpec
 from canonml.spec.train import EarlyStoppingSpec, TrainSpec
@@ -30,7 +31,7 @@ def setup(
     spec: TrainSpec, seed: int = 0
 ) -> tuple[torch.nn.Module, ClassificationStep, list[Callback]]:
     torch.manual_seed(seed)
-    model = build_model(MLPSpec(hidden=[16], dropout=0.2), (4,), 3)
+    model = build_model(MLPSpec(hidden=[16], dropout=0.2), ModelIO((4,), 3))
     opt = build_optimizer(spec.optimizer, model)
     sched = build_schedule(spec.schedule, opt, spec.epochs, 8)
     cbs: list[Callback] = [LRSchedule(sched, "val_loss")]
@@ -134,7 +135,7 @@ def test_regression_step_fits_a_line() -> None:
     torch.manual_seed(0)
     x = torch.linspace(-1, 1, 64).unsqueeze(1)
     y = 3 * x.squeeze(1) + 1
-    model = build_model(MLPSpec(hidden=[]), (1,), 1)
+    model = build_model(MLPSpec(hidden=[]), ModelIO((1,), 1))
     spec = TrainSpec(epochs=150, optimizer={"lr": 0.05})
     step = RegressionStep(model, build_optimizer(spec.optimizer, model), spec)
     state = TrainState()
