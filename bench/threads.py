@@ -19,12 +19,11 @@ from typing import Any
 
 import torch
 
+from canonml.model_io import ModelIO
 from canonml.models import build_model
-from canonml.models.io import ModelIO
 from canonml.spec.model import CNNSpec, MLPSpec
 from canonml.spec.train import TrainSpec
-from canonml.train.optim import build_optimizer
-from canonml.train.steps import ClassificationStep
+from canonml.tasks.steps import ClassificationStep
 from canonml.train.threads import HEAVY_BATCH_MACS, choose_threads, forward_macs
 
 # name, model spec, input shape (no batch axis), batch size
@@ -98,9 +97,9 @@ def make_case(spec: Any, shape: tuple[int, ...], batch: int) -> Case:
     model = build_model(spec, ModelIO(shape, CLASSES))
     sample = torch.zeros(1, *shape)
     macs = forward_macs(model, sample) * batch
-    auto = choose_threads("auto", model, sample, batch)
+    auto = choose_threads("auto", model, (sample,), batch)
     train = TrainSpec(batch_size=batch)
-    step = ClassificationStep(model, build_optimizer(train.optimizer, model), train)
+    step = ClassificationStep(model, train)
     x, y = torch.randn(batch, *shape), torch.randint(0, CLASSES, (batch,))
     return Case(step, x, y, macs, auto)
 

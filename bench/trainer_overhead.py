@@ -19,15 +19,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from canonml.model_io import ModelIO
 from canonml.models import build_model
-from canonml.models.io import ModelIO
 from canonml.spec.model import MLPSpec
 from canonml.spec.train import TrainSpec
+from canonml.tasks.steps import ClassificationStep
 from canonml.train.callbacks import Callback, HistoryCSV, LRSchedule
 from canonml.train.checkpoint import Checkpointer
 from canonml.train.loop import TrainState, fit
-from canonml.train.optim import build_optimizer, build_schedule
-from canonml.train.steps import ClassificationStep
+from canonml.train.optim import build_schedule
 
 Split = tuple[torch.Tensor, torch.Tensor]
 FEATURES, CLASSES, BATCH, LR = 784, 10, 64, 1e-3
@@ -75,18 +75,17 @@ def run_canon(train: Split, val: Split, epochs: int, seed: int) -> float:
     """canonml's ``fit`` as a run wires it; returns the last epoch's validation accuracy."""
     model = make_model(seed)
     spec = TrainSpec(epochs=epochs, batch_size=BATCH)  # adam, lr 1e-3, schedule none
-    opt = build_optimizer(spec.optimizer, model)
+    step = ClassificationStep(model, spec)
     steps = -(-len(train[0]) // BATCH)
-    schedule = build_schedule(spec.schedule, opt, epochs, steps)
+    schedule = build_schedule(spec.schedule, step.optimizer, epochs, steps)
     state = TrainState()
     state.generator.manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:
         callbacks: list[Callback] = [
-            LRSchedule(schedule, "val_loss"),
+            LRSchedule({"optimizer": schedule}, "val_loss"),
             HistoryCSV(Path(tmp) / "history.csv"),
         ]
-        callbacks.append(Checkpointer(Path(tmp), model, opt, callbacks[:], "val_loss"))
-        step = ClassificationStep(model, opt, spec)
+        callbacks.append(Checkpointer(Path(tmp), step, callbacks[:], "val_loss"))
         fit(step, train, val, epochs=epochs, batch_size=BATCH, state=state, callbacks=callbacks)
     return float(state.history[-1]["val_accuracy"])
 

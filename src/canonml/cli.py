@@ -415,7 +415,7 @@ def validate(spec: SpecArg = None, template: TemplateOpt = None, overrides: SetO
     except CanonError as e:
         fail(e)
     out.print(
-        f"ok: {resolved.name} ({resolved.task}, {resolved.model.arch}, {resolved.data.source})"
+        f"ok: {resolved.name} ({resolved.task.name}, {resolved.model.arch}, {resolved.data.source})"
     )
 
 
@@ -441,7 +441,7 @@ def templates() -> None:
     table = Table("template", "task", "data", "model")
     for name in template_names():
         s = load_spec(f"template:{name}")
-        table.add_row(name, s.task, s.data.source, s.model.arch)
+        table.add_row(name, s.task.name, s.data.source, s.model.arch)
     out.print(table)
 
 

@@ -19,6 +19,7 @@ from canonml.io import atomic_write, write_json
 from canonml.package import write_package
 from canonml.rundir import RunDir, existing_run_dir, new_run_dir
 from canonml.spec import Spec, load_spec, spec_to_yaml
+from canonml.tasks import get_task
 from canonml.track import Tracker, make_tracker, run_record
 from canonml.track.model import input_example
 from canonml.track.record import model_message
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from canonml.data.prepare import Loaded, Prepared
     from canonml.evaluate.evaluation import Evaluation
+    from canonml.tasks.base import Task
 
 
 @dataclass
@@ -102,31 +104,31 @@ def _run(
     phases: dict[str, float],
     painter: Painter,
 ) -> RunResult:
+    task = get_task(spec)
     with _phase(phases, "data"):
         import torch
 
-        from canonml.data.prepare import load_data
+        from canonml.data.prepare import load_data, split_loaded
         from canonml.models import build_model
-        from canonml.models.io import ModelIO
 
-        loaded = load_data(spec)
-        data, pool = split_data(spec, loaded)
+        loaded = load_data(spec, task)
+        data, pool = split_loaded(spec, loaded, task)
         torch.manual_seed(spec.seed)
-        model = build_model(spec.model, ModelIO(data.input_shape, data.n_outputs))
+        model = build_model(spec.model, task.model_io(data.input_shape, data.label_names))
     painter.start()  # now: the tracking worker has done its imports; the model trains next
-    with _threads(spec, model, data):
+    with _threads(spec, task, model, data):
         if run_dir is None:
             run_dir = new_run_dir(out, spec.name)
         _write_inputs(run_dir, spec, data)
         try:
             with _phase(phases, "train"):
-                history, best_epoch = _train(spec, model, data, run_dir, console)
+                history, best_epoch = _train(spec, task, model, data, run_dir, console)
         except KeyboardInterrupt as e:
             if run_dir.last_checkpoint.is_file():  # the CLI says how to continue
                 e.add_note(f"run directory: {run_dir.path}")
             raise
         with _phase(phases, "evaluate"):
-            evaluation = _evaluate(spec, model, data, loaded, pool)
+            evaluation = _evaluate(spec, task, model, data, loaded, pool)
     write_json(run_dir.path / "evaluation.json", evaluation.summary())
     write_json(run_dir.metrics, evaluation.selected)
     with _phase(phases, "package"):
@@ -136,7 +138,7 @@ def _run(
     register = spec.track.register if spec.track else None
     tracker.package_ready(model_message(package, example, register))
     with _phase(phases, "report"):
-        _report(spec, run_dir, data, model, history, best_epoch, evaluation, started, painter)
+        _report(spec, task, run_dir, data, model, history, best_epoch, evaluation, started, painter)
     return RunResult(
         run_dir.path, evaluation.selected, history, spec, evaluation, fingerprint=data.fingerprint
     )
@@ -156,22 +158,6 @@ def _resolve(spec: Any, overrides: list[str] | None, run_dir: RunDir | None) -> 
     return saved
 
 
-def split_data(spec: Spec, loaded: Loaded) -> tuple[Prepared, Any]:
-    """The seeded train/val/test split; also the train+val rows for cross-validation."""
-    import numpy as np
-
-    from canonml.data.prepare import build_splits
-    from canonml.data.split import split_indices
-
-    raw = loaded.raw
-    has_test = loaded.official_test is not None
-    strata = raw.y if spec.task == "classification" else None
-    tr, va, te = split_indices(len(raw), strata, spec.data.split, spec.seed, has_test=has_test)
-    test = loaded.official_test if has_test else raw.take(te)
-    data = build_splits(spec, loaded, raw.take(tr), raw.take(va), test)  # type: ignore[arg-type]
-    return data, np.sort(np.concatenate([tr, va]))
-
-
 @contextlib.contextmanager
 def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -182,12 +168,12 @@ def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _threads(spec: Spec, model: torch.nn.Module, data: Prepared) -> Iterator[int]:
+def _threads(spec: Spec, task: Task, model: torch.nn.Module, data: Prepared) -> Iterator[int]:
     import torch
 
     from canonml.train.threads import choose_threads
 
-    sample = torch.from_numpy(data.train.x[:1])
+    sample = task.example(data.train)
     n = choose_threads(spec.train.threads, model, sample, spec.train.batch_size)
     before = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -204,31 +190,37 @@ def _write_inputs(run_dir: RunDir, spec: Spec, data: Prepared) -> None:
 
 
 def _train(
-    spec: Spec, model: torch.nn.Module, data: Prepared, run_dir: RunDir, console: Console | None
+    spec: Spec,
+    task: Task,
+    model: torch.nn.Module,
+    data: Prepared,
+    run_dir: RunDir,
+    console: Console | None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Train (or finish training), then keep the final weights as ``model.safetensors``."""
     from canonml.models.weights import weights_bytes
     from canonml.train.session import train_model
 
-    history, best_epoch = train_model(spec, model, data, run_dir, console)
+    history, best_epoch = train_model(spec, task, model, data, run_dir, console)
     atomic_write(run_dir.weights, weights_bytes(model, run_dir.spec.read_bytes()))
     return history, best_epoch
 
 
 def _evaluate(
-    spec: Spec, model: torch.nn.Module, data: Prepared, loaded: Loaded, pool: Any
+    spec: Spec, task: Task, model: torch.nn.Module, data: Prepared, loaded: Loaded, pool: Any
 ) -> Evaluation:
     from canonml.evaluate.cv import cross_validate
     from canonml.evaluate.evaluate import evaluate_model
 
-    evaluation = evaluate_model(spec, model, data)
+    evaluation = evaluate_model(spec, task, model, data)
     if spec.evaluate.cv:
-        evaluation.cv = cross_validate(spec, loaded, pool)
+        evaluation.cv = cross_validate(spec, task, loaded, pool)
     return evaluation
 
 
 def _report(
     spec: Spec,
+    task: Task,
     run_dir: RunDir,
     data: Prepared,
     model: torch.nn.Module,
@@ -239,7 +231,6 @@ def _report(
     painter: Painter,
 ) -> None:
     """Plots to ``plots/`` and the self-contained ``report.html``."""
-    import torch
 
     from canonml.evaluate.report import ReportContext, make_plots, write_report
     from canonml.models.summary import count_parameters, summarize
@@ -252,11 +243,11 @@ def _report(
         preprocess=data.preprocess,
         history=history,
         evaluation=evaluation,
-        model_rows=summarize(model, torch.from_numpy(data.train.x[:1])),
+        model_rows=summarize(model, task.example(data.train)),
         param_count=count_parameters(model),
         seconds=time.perf_counter() - started,
         best_epoch=best_epoch,
         monitor=stopping.monitor if stopping else "val_loss",
     )
-    make_plots(ctx, painter)
+    make_plots(ctx, task, painter)
     write_report(ctx)

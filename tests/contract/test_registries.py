@@ -10,17 +10,17 @@ import yaml
 
 from canonml.data.sources import SOURCES
 from canonml.evaluate.metrics import METRICS
+from canonml.model_io import ModelIO
 from canonml.models import MODELS, build_model
-from canonml.models.io import ModelIO
 from canonml.registry import Registry
 from canonml.spec import load_spec, spec_to_yaml
 from canonml.spec.data import SOURCE_SCHEMES
 from canonml.spec.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from canonml.spec.model import CNNSpec, MLPSpec, ModelSpec
-from canonml.spec.root import Task
+from canonml.spec.task import TASK_NAMES
 from canonml.spec.train import OptimizerSpec, ScheduleSpec
+from canonml.tasks import TASKS
 from canonml.train.optim import OPTIMIZERS, SCHEDULES
-from canonml.train.steps import STEPS
 from tests.conftest import tiny_spec
 
 
@@ -40,7 +40,7 @@ def union_tags() -> set[str]:
         (MODELS, union_tags()),
         (OPTIMIZERS, literal_values(OptimizerSpec, "name")),
         (SCHEDULES, literal_values(ScheduleSpec, "name")),
-        (STEPS, set(typing.get_args(Task))),
+        (TASKS, set(TASK_NAMES)),
         (METRICS, set(CLASSIFICATION_METRICS) | set(REGRESSION_METRICS)),
     ],
     ids=lambda v: v.kind if isinstance(v, Registry) else "",

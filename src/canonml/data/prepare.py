@@ -12,7 +12,7 @@ from canonml.data.dataset import Dataset
 from canonml.data.preprocess import apply_preprocess, fit_preprocess
 from canonml.data.sources import load_source
 from canonml.data.split import split_indices
-from canonml.data.target import encode_target
+from canonml.data.target import Targets
 from canonml.errors import DataError
 from canonml.spec.root import Spec
 
@@ -43,15 +43,6 @@ class Prepared:
     fingerprint: str
     info: dict[str, Any] = field(default_factory=dict)
 
-    def target_values(self, y: np.ndarray) -> np.ndarray:
-        """Model outputs or split targets of a regression back in the data's units."""
-        scale = self.preprocess.get("target")
-        return y if scale is None else y * scale["scale"] + scale["shift"]
-
-    @property
-    def n_outputs(self) -> int:
-        return len(self.label_names) if self.label_names is not None else 1
-
     def describe(self) -> dict[str, Any]:
         """JSON-able description for the run directory (``data.json``)."""
         sizes = {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
@@ -75,10 +66,10 @@ class Loaded:
     info: dict[str, Any]
 
 
-def load_data(spec: Spec) -> Loaded:
-    """Load ``data.source``, encode the target and de-duplicate (no split yet)."""
-    raw = encode_target(load_source(spec.data), spec.task)
-    official_test = encode_target(raw.test, spec.task) if raw.test is not None else None
+def load_data(spec: Spec, targets: Targets) -> Loaded:
+    """Load ``data.source``, encode the target as the task does and de-duplicate (no split)."""
+    raw = targets.encode_targets(load_source(spec.data))
+    official_test = targets.encode_targets(raw.test) if raw.test is not None else None
     if official_test is not None and raw.label_names and official_test.label_names:
         _same_labels(raw, official_test)
     if len(raw) == 0:
@@ -93,31 +84,40 @@ def load_data(spec: Spec) -> Loaded:
     return Loaded(raw, official_test, info)
 
 
-def prepare(spec: Spec) -> Prepared:
-    """Everything between ``data.source`` and tensors the trainer can slice."""
-    loaded = load_data(spec)
-    tr, va, te = split_indices(
-        len(loaded.raw),
-        loaded.raw.y if spec.task == "classification" else None,
-        spec.data.split,
-        spec.seed,
-        has_test=loaded.official_test is not None,
-    )
-    test = loaded.official_test if loaded.official_test is not None else loaded.raw.take(te)
-    return build_splits(spec, loaded, loaded.raw.take(tr), loaded.raw.take(va), test)
+def prepare(spec: Spec, targets: Targets) -> tuple[Prepared, np.ndarray]:
+    """Everything between ``data.source`` and tensors the trainer can slice; also the
+    train+val row indices (what cross-validation folds)."""
+    return split_loaded(spec, load_data(spec, targets), targets)
+
+
+def split_loaded(spec: Spec, loaded: Loaded, targets: Targets) -> tuple[Prepared, np.ndarray]:
+    """The seeded train/val/test split of ``loaded``, preprocessed; and the train+val rows."""
+    raw = loaded.raw
+    has_test = loaded.official_test is not None
+    strata = targets.strata(raw.y) if spec.data.split.stratify else None
+    tr, va, te = split_indices(len(raw), strata, spec.data.split, spec.seed, has_test=has_test)
+    test = loaded.official_test if loaded.official_test is not None else raw.take(te)
+    data = build_splits(spec, loaded, targets, raw.take(tr), raw.take(va), test)
+    return data, np.sort(np.concatenate([tr, va]))
 
 
 def build_splits(
-    spec: Spec, loaded: Loaded, train_raw: Dataset, val_raw: Dataset, test_raw: Dataset
+    spec: Spec,
+    loaded: Loaded,
+    targets: Targets,
+    train_raw: Dataset,
+    val_raw: Dataset,
+    test_raw: Dataset,
 ) -> Prepared:
     """Fit preprocessing on ``train_raw`` and turn the three splits into model inputs."""
     state = fit_preprocess(train_raw, spec.data.preprocess)
-    if spec.task == "regression" and spec.data.preprocess.scale_target:
-        state["target"] = fit_target_scale(train_raw.y)
+    fitted = targets.fit_target(train_raw.y, spec.data.preprocess)
+    if fitted is not None:
+        state["target"] = fitted
     splits = []
     for part in (train_raw, val_raw, test_raw):
         x, keep = apply_preprocess(state, part)
-        splits.append(Split(x=x, y=target_array(part.y[keep], spec.task, state.get("target"))))
+        splits.append(Split(x=x, y=targets.target_array(part.y[keep], fitted)))
     if len(splits[0]) == 0:
         raise DataError(
             "no training rows left after preprocessing (data.preprocess.impute: "
@@ -163,20 +163,6 @@ def fingerprint(data: Dataset) -> str:
 
 def _contiguous(a: np.ndarray) -> memoryview:
     return np.ascontiguousarray(a).data.cast("B")
-
-
-def fit_target_scale(y: np.ndarray) -> dict[str, float]:
-    """Standardise a regression target: models learn faster on a target near N(0, 1)."""
-    std = float(np.std(y))
-    return {"shift": float(np.mean(y)), "scale": std if std > 1e-12 else 1.0}
-
-
-def target_array(y: np.ndarray, task: str, scale: dict[str, float] | None) -> np.ndarray:
-    if task == "classification":
-        return y.astype(np.int64, copy=False)
-    if scale is not None:
-        y = (y - scale["shift"]) / scale["scale"]
-    return y.astype(np.float32, copy=False)
 
 
 def _dedupe(raw: Dataset) -> tuple[Dataset, int]:

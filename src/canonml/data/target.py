@@ -1,27 +1,40 @@
-"""Turn a source's raw target column into class indices or regression values (pure)."""
+"""Targets: what a task makes of a source's target column, and the pure helpers it uses.
+
+The data layer knows no task: it is handed a ``Targets`` (a task from ``canonml.tasks``)
+that encodes targets, says what a split stratifies by, and learns what it needs from the
+training targets.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Protocol
 
 import numpy as np
 
 from canonml.data.dataset import Dataset
 from canonml.errors import DataError
+from canonml.spec.data import PreprocessSpec
 
 
-def encode_target(data: Dataset, task: str) -> Dataset:
-    """Return ``data`` with ``y`` as int64 class indices (and label names) or float targets."""
+class Targets(Protocol):
+    """The data-facing side of a task."""
+
+    def encode_targets(self, data: Dataset) -> Dataset:
+        """``data`` with ``y`` as the task trains on it (class indices, numbers, ...)."""
+
+    def strata(self, y: np.ndarray) -> np.ndarray | None:
+        """What a stratified split keeps in proportion (class indices), or None."""
+
+    def fit_target(self, y: np.ndarray, spec: PreprocessSpec) -> dict[str, Any] | None:
+        """What is learned from the training targets (kept in preprocess.json), or None."""
+
+    def target_array(self, y: np.ndarray, fitted: dict[str, Any] | None) -> np.ndarray:
+        """Encoded targets as the model's training targets (the dtype the loss takes)."""
+
+
+def as_labels(data: Dataset) -> Dataset:
+    """``data`` with ``y`` as int64 class indices and ``label_names`` (sorted naturally)."""
     y = data.y
-    if task == "regression":
-        try:
-            data.y = y.astype(np.float64)
-        except (TypeError, ValueError):
-            bad = next(v for v in y if not _is_number(v))
-            raise DataError(
-                f"target value '{bad}' is not a number (task: regression needs numbers)",
-                path="data.target",
-            ) from None
-        data.label_names = None
-        return data
     if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
         raise DataError(
             "the target is continuous; use task: regression, or a column of class labels",
@@ -38,6 +51,20 @@ def encode_target(data: Dataset, task: str) -> Dataset:
     rank[order] = np.arange(len(order))
     data.y = rank[inverse.reshape(-1)]
     data.label_names = [names[i] for i in order]
+    return data
+
+
+def as_numbers(data: Dataset, task: str) -> Dataset:
+    """``data`` with ``y`` as float64 values (no label names); ``task`` names the need."""
+    try:
+        data.y = data.y.astype(np.float64)
+    except (TypeError, ValueError):
+        bad = next(v for v in data.y if not _is_number(v))
+        raise DataError(
+            f"target value '{bad}' is not a number (task: {task} needs numbers)",
+            path="data.target",
+        ) from None
+    data.label_names = None
     return data
 
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from canonml.evaluate.evaluation import Evaluation
 from canonml.evaluate.metrics import BATCHED, METRICS, compute_metrics
-from canonml.spec.evaluate import CLASSIFICATION_METRICS, HEADLINE, REGRESSION_METRICS
 from canonml.spec.root import Spec
+from canonml.tasks.base import Predictions, Task
 
 if TYPE_CHECKING:
     import torch
@@ -18,20 +18,9 @@ if TYPE_CHECKING:
     from canonml.data.prepare import Prepared, Split
 
 
-def predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    """Model outputs ``(N, K)`` for inputs ``x`` in eval mode, in batches."""
-    import torch
-
-    model.eval()
-    outs = []
-    with torch.no_grad():
-        for start in range(0, len(x), 4096):
-            outs.append(model(torch.from_numpy(x[start : start + 4096])).numpy())
-    return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
-
-
 def evaluate_model(
     spec: Spec,
+    task: Task,
     model: torch.nn.Module,
     data: Prepared,
     split: Split | None = None,
@@ -42,44 +31,33 @@ def evaluate_model(
     ``ci`` overrides ``evaluate.ci`` (bootstrap resamples; 0 turns the interval off).
     """
     split = split if split is not None else data.test
-    out = predict(model, split.x).astype(np.float64)
-    if spec.task == "classification":
-        proba = _softmax(out)
-        y_true, y_pred = split.y, out.argmax(axis=1)
-    else:
-        proba = None
-        y_true = data.target_values(split.y.astype(np.float64))
-        y_pred = data.target_values(out[:, 0])
+    predicted = task.predict(model, split, data)
     resamples = spec.evaluate.ci if ci is None else ci
-    return evaluation_from(spec, y_true, y_pred, proba, data.label_names, resamples)
+    return evaluation_from(spec, predicted, data.label_names, resamples)
 
 
 def evaluation_from(
-    spec: Spec,
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    proba: np.ndarray | None,
-    label_names: list[str] | None,
-    resamples: int,
+    spec: Spec, predicted: Predictions, label_names: list[str] | None, resamples: int
 ) -> Evaluation:
-    """Build an ``Evaluation`` from predictions (pure)."""
-    names = CLASSIFICATION_METRICS if spec.task == "classification" else REGRESSION_METRICS
-    metrics = compute_metrics(names, y_true, y_pred, proba)
-    assert spec.evaluate.metrics is not None  # filled by the spec's validator
-    selected = {k: metrics[k] for k in spec.evaluate.metrics if k in metrics}
-    headline = HEADLINE[spec.task]
+    """Build an ``Evaluation`` from a task's predictions (pure)."""
+    facts = spec.task
+    y_true, y_pred, proba = predicted.y_true, predicted.y_pred, predicted.proba
+    metrics = compute_metrics(facts.metrics, y_true, y_pred, proba)
+    chosen = spec.evaluate.metrics or list(facts.metrics)
+    selected = {k: metrics[k] for k in chosen if k in metrics}
     ev = Evaluation(
-        task=spec.task,
+        task=facts.name,
         metrics=metrics,
         selected={k: v for k, v in selected.items() if math.isfinite(v)},
-        headline=headline,
-        interval=bootstrap(headline, y_true, y_pred, proba, resamples, spec.seed),
+        headline=facts.headline,
+        interval=bootstrap(facts.headline, y_true, y_pred, proba, resamples, spec.seed),
         y_true=y_true,
         y_pred=y_pred,
         proba=proba,
         label_names=label_names,
+        extra=predicted.extra or {},
     )
-    if spec.task == "classification" and label_names:
+    if proba is not None and label_names:
         ev.per_class, ev.confusion = _per_class(y_true, y_pred, label_names)
     return ev
 
@@ -138,9 +116,3 @@ def _per_class(
         for i, name in enumerate(label_names)
     ]
     return rows, confusion_matrix(y_true, y_pred, labels=labels).tolist()
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

@@ -21,7 +21,7 @@ class Evaluation:
     task: str
     metrics: dict[str, float]
     selected: dict[str, float]
-    headline: str  # "accuracy" (classification) or "r2" (regression)
+    headline: str  # the task's headline metric
     interval: tuple[float, float] | None  # bootstrap 95% interval of the headline metric
     y_true: np.ndarray
     y_pred: np.ndarray
@@ -30,6 +30,7 @@ class Evaluation:
     per_class: list[dict[str, Any]] = field(default_factory=list)  # precision/recall/f1/support
     confusion: list[list[int]] | None = None
     cv: dict[str, Any] | None = None  # {"folds": k, "metrics": {name: {"mean", "std", "values"}}}
+    extra: dict[str, Any] = field(default_factory=dict)  # what the task's report shows besides
 
     def summary(self) -> dict[str, Any]:
         """JSON-able form for ``evaluation.json`` (no per-example arrays)."""

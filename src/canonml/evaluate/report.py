@@ -21,6 +21,7 @@ from canonml.io import atomic_write
 if TYPE_CHECKING:
     from canonml.evaluate.evaluation import Evaluation
     from canonml.spec import Spec
+    from canonml.tasks.base import Task
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ReportContext:
     best_epoch: int | None = None
     monitor: str = "val_loss"
     plots: dict[str, Path] = field(default_factory=dict)
+    captions: dict[str, str] = field(default_factory=dict)  # the task's figures, by plot key
     extra: dict[str, Any] = field(default_factory=dict)  # for sections added by later stages
 
 
@@ -144,10 +146,12 @@ def _duration(seconds: float) -> str:
 # ---- plots --------------------------------------------------------------------------------
 
 
-def make_plots(ctx: ReportContext, painter: Painter | None = None) -> dict[str, Path]:
+def make_plots(ctx: ReportContext, task: Task, painter: Painter | None = None) -> dict[str, Path]:
     """Write every applicable PNG to ``run_dir/plots/``; records and returns them by key.
 
-    With a ``painter`` the figures are drawn in its process (``canonml.evaluate.painter``).
+    The learning curves are every run's; the rest are the task's (``Task.plots``), their
+    captions kept in ``ctx.captions`` for the test results. With a ``painter`` the figures
+    are drawn in its process (``canonml.evaluate.painter``).
     """
     draw = painter.submit if painter is not None else now
     out = Path(ctx.run_dir) / "plots"
@@ -164,20 +168,10 @@ def make_plots(ctx: ReportContext, painter: Painter | None = None) -> dict[str, 
             made["learning_rate"] = draw(
                 plots.learning_rate, ctx.history, out / "learning_rate.png"
             )
-    ev = ctx.evaluation
-    if ev is not None and ev.task == "classification":
-        if ev.confusion is not None:
-            path = out / "confusion_matrix.png"
-            made["confusion_matrix"] = draw(
-                plots.confusion_matrix, ev.confusion, ev.label_names, path
-            )
-        if ev.proba is not None and len(ev.y_true):
-            curves = plots.roc_points(ev.y_true, ev.proba, ev.label_names)
-            made["roc"] = draw(plots.roc_plot, curves, out / "roc.png")
-    elif ev is not None and len(ev.y_true):
-        path = out / "predicted_vs_actual.png"
-        made["predicted_vs_actual"] = draw(plots.predicted_vs_actual, ev.y_true, ev.y_pred, path)
-        made["residuals"] = draw(plots.residuals, ev.y_true, ev.y_pred, out / "residuals.png")
+    if ctx.evaluation is not None:
+        for key, fn, args, caption in task.plots(ctx.evaluation, out):
+            made[key] = draw(fn, *args)
+            ctx.captions[key] = caption
     drawn = {k: f.result() for k, f in made.items()}
     ctx.plots.update({k: p for k, p in drawn.items() if p is not None})
     return ctx.plots
@@ -229,7 +223,7 @@ def write_report(ctx: ReportContext) -> Path:
 def _summary(ctx: ReportContext) -> str:
     ev = ctx.evaluation
     rows: list[tuple[str, object]] = [
-        ("task", ctx.spec.task),
+        ("task", ctx.spec.task.name),
         ("data set", ctx.data.get("source", ctx.spec.data.source)),
         ("model", ctx.spec.model.arch),
         ("headline", headline(ev) if ev is not None else "not evaluated"),
@@ -267,7 +261,7 @@ def _data(ctx: ReportContext) -> str:
             ),
         ]
     ev = ctx.evaluation
-    if ev is not None and ev.task == "classification" and len(ev.y_true):
+    if ev is not None and ev.label_names and ev.proba is not None and len(ev.y_true):
         parts += ["<h3>Class balance (test split)</h3>", _class_counts(ev)]
     parts += ["<h3>Preprocessing</h3>", _preprocess(ctx.preprocess)]
     return "".join(parts)
@@ -361,12 +355,7 @@ def _test_results(ctx: ReportContext) -> str | None:
         cv_rows = [(n, f"{m['mean']:.4g} ± {m['std']:.4g}") for n, m in ev.cv["metrics"].items()]
         parts += [f"<h3>Cross-validation ({_esc(ev.cv.get('folds', ''))} folds)</h3>"]
         parts.append(table(["metric", "mean ± std"], cv_rows))
-    parts += [
-        figure(ctx, "confusion_matrix", "Confusion matrix (colour: share of the true class)"),
-        figure(ctx, "roc", "ROC curves (multi-class: one-vs-rest)"),
-        figure(ctx, "predicted_vs_actual", "Predicted vs actual"),
-        figure(ctx, "residuals", "Residuals vs predicted"),
-    ]
+    parts += [figure(ctx, key, caption) for key, caption in ctx.captions.items()]
     return "".join(parts)
 
 

@@ -13,6 +13,7 @@ from canonml.evaluate.evaluation import Evaluation
 from canonml.io import write_json
 from canonml.rundir import RunDir, existing_run_dir
 from canonml.spec import Spec, load_spec
+from canonml.tasks.base import Task
 
 
 def evaluate_run(
@@ -24,20 +25,26 @@ def evaluate_run(
     Returns the evaluation and the file it was written to (``evaluations/<source>.json``).
     """
     from canonml.evaluate.evaluate import evaluate_model
+    from canonml.models.weights import load_trained
+    from canonml.tasks import get_task
 
     run = existing_run_dir(run_dir)
     spec = load_spec(run.spec)
+    task = get_task(spec)
     described, state = _read_json(run, run.data), _read_json(run, run.preprocess)
-    model = _load_model(spec, run, described)
+    if not run.weights.is_file():
+        raise CheckpointError(f"{run.weights}: missing; the run did not finish (use --resume)")
+    io = task.model_io(tuple(described["input_shape"]), described.get("label_names"))
+    blob = run.weights.read_bytes()
+    model = load_trained(spec.model, io, blob, str(run.weights), CheckpointError)
     if source is None:
-        from canonml.data.prepare import load_data
-        from canonml.pipeline import split_data
+        from canonml.data.prepare import prepare
 
-        data, _ = split_data(spec, load_data(spec))
+        data, _ = prepare(spec, task)
         _same_fingerprint(data.fingerprint, described)
     else:
-        data = _foreign_data(spec, source, target, described, state)
-    evaluation = evaluate_model(spec, model, data)
+        data = _foreign_data(spec, task, source, target, described, state)
+    evaluation = evaluate_model(spec, task, model, data)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", source or "test").strip("_")[-80:]
     written = run.path / "evaluations" / f"{slug}.json"
     write_json(written, {"source": source or spec.data.source, **evaluation.summary()})
@@ -51,26 +58,6 @@ def _read_json(run: RunDir, path: Any) -> dict[str, Any]:
         raise CheckpointError(f"{path}: unreadable ({e}); re-run the spec") from None
 
 
-def _load_model(spec: Spec, run: RunDir, described: dict[str, Any]) -> Any:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from canonml.models import build_model
-    from canonml.models.io import ModelIO
-
-    labels = described.get("label_names")
-    io = ModelIO(tuple(described["input_shape"]), len(labels) if labels else 1)
-    model = build_model(spec.model, io)
-    if not run.weights.is_file():
-        raise CheckpointError(f"{run.weights}: missing; the run did not finish (use --resume)")
-    try:
-        model.load_state_dict(load_file(run.weights))
-    except (SafetensorError, RuntimeError, OSError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"{run.weights}: corrupt or from another model ({first})") from None
-    return model.eval()
-
-
 def _same_fingerprint(fingerprint: str, described: dict[str, Any]) -> None:
     if fingerprint != described.get("fingerprint"):
         raise DataError(
@@ -80,12 +67,17 @@ def _same_fingerprint(fingerprint: str, described: dict[str, Any]) -> None:
 
 
 def _foreign_data(
-    spec: Spec, source: str, target: str | None, described: dict[str, Any], state: dict[str, Any]
+    spec: Spec,
+    task: Task,
+    source: str,
+    target: str | None,
+    described: dict[str, Any],
+    state: dict[str, Any],
 ) -> Any:
     """Another source, read with the run's schema and preprocessing (no fitting)."""
     from pydantic import ValidationError
 
-    from canonml.data.prepare import Prepared, Split, target_array
+    from canonml.data.prepare import Prepared, Split
     from canonml.data.preprocess import apply_preprocess
     from canonml.data.sources import load_source
 
@@ -104,9 +96,9 @@ def _foreign_data(
         raise DataError("a csv source needs its target column: add --target COLUMN", path="--data")
     dataset = load_source(data_spec)
     _check_schema(dataset, described, state, source)
-    y = _encode_like(dataset.y, spec.task, described.get("label_names"), source)
+    y = _encode_like(dataset, task, described.get("label_names"), source)
     x, keep = apply_preprocess(state, dataset)
-    split = Split(x=x, y=target_array(y[keep], spec.task, state.get("target")))
+    split = Split(x=x, y=task.target_array(y[keep], state.get("target")))
     empty = Split(x=x[:0], y=split.y[:0])
     return Prepared(
         train=empty,
@@ -145,9 +137,12 @@ def _check_schema(dataset: Any, described: dict[str, Any], state: dict[str, Any]
         )
 
 
-def _encode_like(y: np.ndarray, task: str, labels: list[str] | None, src: str) -> np.ndarray:
-    if task == "regression" or labels is None:
-        return y.astype(np.float64)
+def _encode_like(dataset: Any, task: Task, labels: list[str] | None, src: str) -> np.ndarray:
+    """Targets of another source as the run's model knows them: by the run's label names
+    when it has classes (an unknown label is an error), else as the task encodes them."""
+    if labels is None:
+        return np.asarray(task.encode_targets(dataset).y)
+    y = dataset.y
     if y.dtype.kind in "iu":
         if y.size and (y.min() < 0 or y.max() >= len(labels)):
             raise DataError(

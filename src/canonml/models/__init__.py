@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from canonml.models.io import ModelIO
+from canonml.model_io import ModelIO
 from canonml.registry import Registry
 
 if TYPE_CHECKING:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from canonml.errors import SpecError
+from canonml.model_io import ModelIO
 from canonml.models import MODELS
-from canonml.models.io import ModelIO
 from canonml.models.layers import ACTIVATIONS, dense_stack
 from canonml.spec.model import CNNSpec
 

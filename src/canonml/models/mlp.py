@@ -6,8 +6,8 @@ import math
 
 from torch import nn
 
+from canonml.model_io import ModelIO
 from canonml.models import MODELS
-from canonml.models.io import ModelIO
 from canonml.models.layers import dense_stack
 from canonml.spec.model import MLPSpec
 

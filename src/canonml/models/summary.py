@@ -7,8 +7,9 @@ from typing import Any
 import torch
 
 
-def summarize(model: torch.nn.Module, sample: torch.Tensor) -> list[dict[str, Any]]:
-    """One row per leaf module, in call order; ``sample`` is one example with a batch axis."""
+def summarize(model: torch.nn.Module, sample: tuple[torch.Tensor, ...]) -> list[dict[str, Any]]:
+    """One row per leaf module, in call order; ``sample``: the model's inputs for one example,
+    with a batch axis."""
     rows: list[dict[str, Any]] = []
     hooks = []
     for name, module in model.named_modules():
@@ -31,7 +32,7 @@ def summarize(model: torch.nn.Module, sample: torch.Tensor) -> list[dict[str, An
     model.eval()
     try:
         with torch.no_grad():
-            model(sample)
+            model(*sample)
     finally:
         for h in hooks:
             h.remove()

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from canonml import __version__
+from canonml.errors import CanonError
 from canonml.io import sha256_bytes
+from canonml.model_io import ModelIO
 
 if TYPE_CHECKING:
     import torch
@@ -59,3 +61,25 @@ def _sorted_header(blob: bytes) -> bytes:
     text = json.dumps(ordered, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % ALIGN)
     return len(text).to_bytes(8, "little") + text + blob[8 + n :]
+
+
+def load_trained(
+    spec: Any, io: ModelIO, blob: bytes, where: str, error: type[CanonError]
+) -> nn.Module:
+    """The model ``spec`` (a ``model:`` section) built for ``io`` with the weights in
+    ``blob``, in eval mode. ``error`` is raised naming ``where`` if they do not fit."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from canonml.models import build_model
+
+    try:
+        model = build_model(spec, io)
+    except CanonError as e:
+        raise error(f"{where}: cannot build the model of its spec ({e})") from None
+    try:
+        model.load_state_dict(load(blob))
+    except (SafetensorError, RuntimeError, ValueError, OSError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise error(f"{where}: corrupt, or not this model's weights ({first})") from None
+    return model.eval()

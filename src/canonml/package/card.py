@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from canonml.package.hf import front_matter
+from canonml.tasks import get_task
 
 UNKNOWN = "_Not specified by the run._"
 
@@ -188,10 +189,7 @@ def _caveats(m: dict[str, Any], evaluation: dict[str, Any]) -> str:
 def what_it_does(m: dict[str, Any], target: str | None = None) -> str:
     """``classifies rows of 4 features into 3 classes (a, b, c)``: the card's one-liner."""
     sig = m["signature"]
-    if m["task"] == "classification":
-        labels = sig["labels"] or []
-        return f"classifies {_input_words(sig)} into {len(labels)} classes ({_short_list(labels)})"
-    return f"predicts {f'`{target}`' if target else 'a number'} from {_input_words(sig)}"
+    return get_task(m["task"]).what_it_does(sig, target, _input_words(sig))
 
 
 def _input_words(sig: dict[str, Any]) -> str:
@@ -199,8 +197,3 @@ def _input_words(sig: dict[str, Any]) -> str:
         c, h, w = sig["image_shape"]
         return f"{h}×{w} images with {c} channel{'s' if c > 1 else ''}"
     return f"rows of {len(sig['features'])} features"
-
-
-def _short_list(items: list[str], most: int = 12) -> str:
-    shown = ", ".join(items[:most])
-    return shown + (f", … ({len(items) - most} more)" if len(items) > most else "")

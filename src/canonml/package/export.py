@@ -19,10 +19,14 @@ from canonml.package.signature import graph_constants
 if TYPE_CHECKING:
     from torch import nn
 
+    from canonml.tasks.base import Task
+
 OPSET = 17
+# OIP datatypes of graph inputs → torch dtypes of the sample the exporter traces with.
+TORCH_DTYPES = {"FP32": "float32", "INT64": "int64"}
 
 
-def inference_module(model: nn.Module, signature: dict[str, Any], task: str) -> nn.Module:
+def inference_module(model: nn.Module, signature: dict[str, Any], task: Task) -> nn.Module:
     """``model`` in eval mode behind in-graph preprocessing and the task's output head."""
     import torch
     from torch import nn
@@ -31,7 +35,7 @@ def inference_module(model: nn.Module, signature: dict[str, Any], task: str) -> 
     fill, shift, scale = graph_constants(state)
     # Constants broadcast over the batch: (1, F) per column, or (1, C, 1, 1) per channel.
     view = (1, -1, 1, 1) if state["kind"] == "image" else (1, -1)
-    target = state.get("target") if task == "regression" else None
+    target = state.get("target")  # what the task learned from the training targets, if any
 
     class Inference(nn.Module):
         fill: torch.Tensor
@@ -51,21 +55,22 @@ def inference_module(model: nn.Module, signature: dict[str, Any], task: str) -> 
             if self.has_fill:
                 x = torch.where(torch.isnan(x), self.fill, x)
             out = self.model((x - self.shift) / self.scale)  # (B, K)
-            if task == "classification":
-                return torch.softmax(out, dim=1), torch.argmax(out, dim=1)
-            pred = out[:, 0]  # (B,)
-            return pred if target is None else pred * target["scale"] + target["shift"]
+            return task.head(out, target)
 
     return Inference().eval()
 
 
-def export_onnx(model: nn.Module, signature: dict[str, Any], task: str) -> bytes:
-    """The ONNX bytes (opset 17, dynamic batch axis) of ``inference_module(model, ...)``."""
+def export_onnx(model: nn.Module, signature: dict[str, Any], task: Task) -> bytes:
+    """The ONNX bytes (opset 17, dynamic batch axis) of the task's graph of ``model``: its
+    own (``Task.graph_module``) or raw inputs → in-graph preprocessing → model → head."""
     import torch
 
-    wrapper = inference_module(model, signature, task)
-    shape = signature["inputs"][0]["shape"][1:]
-    sample = torch.zeros(2, *shape)
+    wrapper = task.graph_module(model, signature) or inference_module(model, signature, task)
+    inputs = [i["name"] for i in signature["inputs"]]
+    sample = tuple(
+        torch.zeros(2, *i["shape"][1:], dtype=getattr(torch, TORCH_DTYPES[i["datatype"]]))
+        for i in signature["inputs"]
+    )
     outputs = [o["name"] for o in signature["outputs"]]
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -76,11 +81,11 @@ def export_onnx(model: nn.Module, signature: dict[str, Any], task: str) -> bytes
         warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
         torch.onnx.export(
             wrapper,
-            (sample,),
+            sample,
             buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
-            input_names=["input"],
+            input_names=inputs,
             output_names=outputs,
-            dynamic_axes={name: {0: "batch"} for name in ["input", *outputs]},
+            dynamic_axes={name: {0: "batch"} for name in [*inputs, *outputs]},
             opset_version=OPSET,
             dynamo=False,
         )

@@ -20,14 +20,10 @@ import yaml
 
 from canonml.package.reader import HUB_NAMES, MANIFEST, Package
 from canonml.package.writer import check_target, write_files
+from canonml.tasks import get_task
 
-# Hub pipeline tags (huggingface.js packages/tasks/src/pipelines.ts) by (input kind, task).
-PIPELINE_TAGS = {
-    ("tabular", "classification"): "tabular-classification",
-    ("tabular", "regression"): "tabular-regression",
-    ("image", "classification"): "image-classification",
-    ("text", "classification"): "text-classification",
-}
+# The Hub's pipeline tags canonml's tasks produce (huggingface.js packages/tasks/src/
+# pipelines.ts) are the keys of TASK_NAMES; a task's ``pipeline_tag`` elsewhere is "other".
 TASK_NAMES = {
     "tabular-classification": "Tabular Classification",
     "tabular-regression": "Tabular Regression",
@@ -83,7 +79,8 @@ def front_matter(m: dict[str, Any]) -> str:
     """The card's YAML front matter between ``---`` lines, built from the manifest (pure)."""
     sig = m["signature"]
     source = source_tag(m["data"]["source"])
-    pipeline = PIPELINE_TAGS.get((sig["kind"], m["task"]), "other")
+    tag = get_task(m["task"]).pipeline_tag(sig["kind"])
+    pipeline = tag if tag in TASK_NAMES else "other"
     metrics = hub_metrics(m["metrics"], len(sig.get("labels") or []))
     meta: dict[str, Any] = {**hub_license(m.get("license"))}
     meta |= {

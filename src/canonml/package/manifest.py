@@ -11,6 +11,8 @@ from canonml.io import sha256_bytes
 from canonml.package.export import OPSET
 from canonml.package.reader import FORMAT, FORMAT_VERSION
 from canonml.package.signature import build_signature
+from canonml.spec.task import task_name
+from canonml.tasks import get_task
 
 
 def build_manifest(
@@ -31,11 +33,11 @@ def build_manifest(
         "format_version": FORMAT_VERSION,
         "name": spec["name"],
         "version": run_id,
-        "task": spec["task"],
+        "task": task_name(spec["task"]),
         "license": spec.get("license"),  # an SPDX id or expression; None: not specified
         "created": created,
         "versions": versions,
-        "signature": build_signature(spec["task"], described, state),
+        "signature": build_signature(get_task(spec["task"]), described, state),
         "metrics": metrics,
         "headline": evaluation.get("headline"),
         "interval": evaluation.get("interval"),

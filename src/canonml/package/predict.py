@@ -9,6 +9,7 @@ import numpy as np
 
 from canonml.package.inputs import read_inputs
 from canonml.package.reader import Package, PackageError, open_package
+from canonml.tasks import get_task
 
 
 def predict_inputs(
@@ -40,23 +41,5 @@ def run_graph(pkg: Package, x: np.ndarray, threads: int = 1) -> dict[str, np.nda
 def prediction_rows(
     pkg: Package, refs: list[str], outputs: dict[str, np.ndarray]
 ) -> list[dict[str, Any]]:
-    """Plain JSON-able rows, one per input."""
-    if pkg.task != "classification":
-        return [
-            {"input": ref, "prediction": float(v)}
-            for ref, v in zip(refs, outputs["prediction"], strict=True)
-        ]
-    labels = pkg.signature.get("labels") or []
-    proba = outputs["probabilities"]
-    rows = []
-    for ref, p, k in zip(refs, proba, outputs["label"], strict=True):
-        names = labels if len(labels) == len(p) else [str(i) for i in range(len(p))]
-        rows.append(
-            {
-                "input": ref,
-                "label": names[int(k)],
-                "probability": float(p[int(k)]),
-                "probabilities": {n: float(v) for n, v in zip(names, p, strict=True)},
-            }
-        )
-    return rows
+    """Plain JSON-able rows, one per input, as the package's task words them."""
+    return get_task(pkg.task).rows(refs, outputs, pkg.signature.get("labels"))

@@ -16,30 +16,16 @@ def rebuild_model(spec_text: str, weights: bytes, signature: dict[str, Any]) -> 
 
     Raises ``PackageError`` naming ``spec.yaml`` or ``weights.safetensors``.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    from canonml.models import build_model
-    from canonml.models.io import ModelIO
+    from canonml.models.weights import load_trained
     from canonml.spec import validate_spec
     from canonml.spec.load import parse_spec_text
+    from canonml.tasks import get_task
 
     try:
         spec = validate_spec(parse_spec_text(spec_text, "spec.yaml"))
     except CanonError as e:
         text = str(e)
         raise PackageError(text if text.startswith("spec.yaml") else f"spec.yaml: {text}") from None
-    labels = signature.get("labels")
     shape = tuple(int(d) for d in signature["inputs"][0]["shape"][1:])
-    try:
-        model = build_model(spec.model, ModelIO(shape, len(labels) if labels else 1))
-    except CanonError as e:
-        raise PackageError(f"spec.yaml: cannot build the model ({e})") from None
-    try:
-        model.load_state_dict(load(weights))
-    except (SafetensorError, RuntimeError, ValueError, OSError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise PackageError(
-            f"weights.safetensors: unreadable or not this model's ({first})"
-        ) from None
-    return model.eval()
+    io = get_task(spec).model_io(shape, signature.get("labels"))
+    return load_trained(spec.model, io, weights, "weights.safetensors", PackageError)

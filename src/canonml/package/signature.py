@@ -16,23 +16,18 @@ import numpy as np
 from canonml.data.dataset import Categorical, Dataset
 from canonml.data.preprocess import apply_preprocess
 from canonml.errors import CanonWarning
+from canonml.tasks.base import Task
 
 # The grey-level range of sklearn:digits; image sources default to 8-bit pixels.
 PIXEL_MAX = {"sklearn:digits": 16.0}
 
 
-def build_signature(task: str, described: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+def build_signature(task: Task, described: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     """Inputs, outputs (Open Inference Protocol datatypes), labels and preprocessing."""
     kind = described["kind"]
     shape = [int(d) for d in described["input_shape"]]
     labels = described.get("label_names")
-    if task == "classification":
-        outputs = [
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(labels or [])]},
-            {"name": "label", "datatype": "INT64", "shape": [-1]},
-        ]
-    else:
-        outputs = [{"name": "prediction", "datatype": "FP32", "shape": [-1]}]
+    outputs = task.outputs(labels)
     image = kind == "image"
     return {
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, *shape]}],

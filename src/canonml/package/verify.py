@@ -10,6 +10,8 @@ import numpy as np
 
 from canonml.package.reader import Package, PackageError, hash_problems, open_package
 from canonml.package.signature import sample_inputs
+from canonml.spec.task import task_name
+from canonml.tasks import get_task
 
 if TYPE_CHECKING:
     import onnx
@@ -54,11 +56,12 @@ def manifest_problems(pkg: Package) -> list[str]:
         return []  # reported as a missing or unreadable spec.yaml
     if (m.get("lineage") or {}).get("spec_sha256") != spec_hash:
         problems.append("canon.json: lineage.spec_sha256 is not the sha256 of spec.yaml")
-    for key in ("name", "task"):
-        if isinstance(spec, dict) and spec.get(key) != m.get(key):
-            problems.append(
-                f"canon.json: {key} {m.get(key)!r} differs from spec.yaml's {spec.get(key)!r}"
-            )
+    if isinstance(spec, dict):
+        for key, value in (("name", spec.get("name")), ("task", task_name(spec.get("task")))):
+            if value != m.get(key):
+                problems.append(
+                    f"canon.json: {key} {m.get(key)!r} differs from spec.yaml's {value!r}"
+                )
     sig = m["signature"]
     try:
         width = math.prod(sig["inputs"][0]["shape"][1:])
@@ -105,18 +108,23 @@ def signature_problems(signature: dict[str, Any], graph: onnx.ModelProto) -> lis
 
 
 def parity_problems(pkg: Package, model: nn.Module) -> list[str]:
-    """Compare ONNX Runtime on raw sample inputs with the rebuilt PyTorch model."""
-    sig = pkg.signature
+    """Compare ONNX Runtime on seeded sample inputs with the rebuilt PyTorch model."""
+    import torch
+
+    sig, task = pkg.signature, get_task(pkg.task)
     state = sig["preprocessing"]
-    raw, prepared = sample_inputs(state, sig["inputs"][0]["shape"][1:], SAMPLES)
+    feeds, inputs = task.verify_samples(sig, SAMPLES) or _raw_samples(sig)
     try:
-        got = pkg.session().run(None, {"input": raw})
+        got = pkg.session().run(None, feeds)
     except PackageError as e:
         return [str(e)]
     except Exception as e:  # onnxruntime's own errors (bad shapes, missing ops)
         return [f"model.onnx: ONNX Runtime fails on sample inputs ({str(e).splitlines()[0]})"]
-    want = reference_outputs(model, prepared, pkg.task, state.get("target"))
+    with torch.no_grad():
+        out = model(*(torch.from_numpy(a) for a in inputs)).double().numpy()
+    want = task.reference(out, state.get("target"))
     names = [o["name"] for o in sig["outputs"]]
+    exact = task.exact_outputs()
     problems = []
     for name, w, g in zip(names, want, got, strict=False):
         if w.shape != g.shape:
@@ -124,49 +132,31 @@ def parity_problems(pkg: Package, model: nn.Module) -> list[str]:
                 f"model.onnx: output '{name}' has shape {list(g.shape)}, "
                 f"PyTorch gives {list(w.shape)}"
             )
-        elif name == "label":
-            continue  # argmax of probabilities compared below, robust to near-ties
+        elif name in exact:
+            continue  # the task compares it below (an argmax is robust to near-ties)
         elif np.any(np.abs(w - g) > TOLERANCE * _magnitude(w)):
             diff = float(np.max(np.abs(w - g)))
             problems.append(
                 f"model.onnx: output '{name}' differs from the PyTorch model rebuilt from "
                 f"spec.yaml + weights.safetensors by {diff:.3g} (max abs; allowed {TOLERANCE:g}"
-                + (" of the value's size)" if name == "prediction" else ")")
+                + (" of the value's size)" if float(np.max(np.abs(w))) > 1 else ")")
             )
-    if pkg.task == "classification" and len(got) == 2 and not problems:
-        problems += _label_problems(want[0], got[1])
+    if not problems:
+        problems += task.output_problems(want, list(got))
     return problems
 
 
-def reference_outputs(
-    model: nn.Module, prepared: np.ndarray, task: str, target: dict[str, float] | None
-) -> list[np.ndarray]:
-    """The PyTorch model's outputs in the package's output convention."""
-    import torch
-
-    with torch.no_grad():
-        out = model(torch.from_numpy(prepared)).double().numpy()  # (N, K)
-    if task == "classification":
-        z = np.exp(out - out.max(axis=1, keepdims=True))
-        proba = z / z.sum(axis=1, keepdims=True)
-        return [proba, proba.argmax(axis=1)]
-    pred = out[:, 0]
-    return [pred if target is None else pred * target["scale"] + target["shift"]]
+def _raw_samples(sig: dict[str, Any]) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, ...]]:
+    """Raw inputs for the standard graph and the model inputs the training code makes of
+    them (so the comparison also checks the preprocessing folded into the graph)."""
+    raw, prepared = sample_inputs(sig["preprocessing"], sig["inputs"][0]["shape"][1:], SAMPLES)
+    return {"input": raw}, (prepared,)
 
 
 def _magnitude(values: np.ndarray) -> np.ndarray:
     # Probabilities are in [0, 1]; a prediction in the data's units (prices, say) is compared
     # relative to its size, since float32 cannot hold 250000.0 to 1e-4.
     return np.maximum(1.0, np.abs(values))
-
-
-def _label_problems(proba: np.ndarray, label: np.ndarray) -> list[str]:
-    top = np.sort(proba, axis=1)[:, -2:] if proba.shape[1] > 1 else np.ones((len(proba), 2))
-    clear = (top[:, 1] - top[:, 0]) > 2 * TOLERANCE  # not a near-tie
-    bad = int(np.sum(clear & (proba.argmax(axis=1) != label)))
-    if bad:
-        return [f"model.onnx: output 'label' disagrees with PyTorch's argmax on {bad} samples"]
-    return []
 
 
 def _rebuilt(pkg: Package, problems: list[str]) -> nn.Module | None:

@@ -56,6 +56,7 @@ def package_files(run: RunDir) -> dict[str, bytes]:
     from canonml.package.export import describe_onnx, export_onnx
     from canonml.package.manifest import build_manifest, utc_now, versions
     from canonml.package.rebuild import rebuild_model
+    from canonml.tasks import get_task
 
     spec_text, weights, described, state, metrics = _read_run(run)
     evaluation = _read_json(run.path / "evaluation.json", required=False)
@@ -78,7 +79,7 @@ def package_files(run: RunDir) -> dict[str, bytes]:
     card = model_card(manifest, spec, evaluation, described, count_parameters(model))
     files = {
         "model.onnx": describe_onnx(
-            export_onnx(model, manifest["signature"], spec["task"]), manifest
+            export_onnx(model, manifest["signature"], get_task(spec["task"])), manifest
         ),
         "weights.safetensors": weights,
         "spec.yaml": spec_text.encode("utf-8"),

@@ -24,13 +24,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from canonml import __version__
+from canonml._version import __version__
 from canonml.errors import CanonError
 from canonml.serve.batcher import Batcher
 from canonml.serve.metrics import Metrics
 from canonml.serve.model import PackageLike, ServedModel
 from canonml.serve.page import PAGE
-from canonml.serve.protocol import ServeError, error_body, parse_request
+from canonml.serve.protocol import CLASSIFICATION, ServeError, error_body, parse_request
 from canonml.serve.response import encode_response
 
 log = logging.getLogger("canonml.serve")
@@ -43,7 +43,7 @@ INLINE_SECONDS = 0.002
 # Probes must work without a token (Kubernetes sends none); so must the page's static shell.
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/"})
 # Triton's names for the protocol extensions served (canonml.serve.protocol, .response).
-EXTENSIONS = ["binary_tensor_data", "classification"]
+EXTENSIONS = ["binary_tensor_data", CLASSIFICATION]
 
 
 def create_app(

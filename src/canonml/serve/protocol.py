@@ -22,6 +22,7 @@ import orjson
 
 from canonml.errors import CanonError
 from canonml.serve.model import ServedModel, TensorSpec
+from canonml.tasks.classification import SERVE_EXTENSION as CLASSIFICATION
 
 INT64_MAX = 2**63 - 1
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
@@ -34,7 +35,7 @@ _OUTPUT_KEYS = frozenset({"name", "parameters"})
 # numeric tensor, so it is accepted wherever it may stand (as a string).
 _REQUEST_PARAMS = frozenset({"binary_data_output", "content_type"})
 _INPUT_PARAMS = frozenset({"binary_data_size", "content_type"})
-_OUTPUT_PARAMS = frozenset({"binary_data", "classification", "class_count", "content_type"})
+_OUTPUT_PARAMS = frozenset({"binary_data", CLASSIFICATION, "class_count", "content_type"})
 # numpy kinds a JSON array may parse to, per expected datatype kind (bools are not numbers).
 _KINDS = {"f": "iuf", "i": "iu", "u": "iu", "b": "b"}
 _KIND_NAMES = {"b": "boolean", "i": "integer", "u": "integer", "f": "floating-point", "U": "string"}
@@ -294,9 +295,9 @@ def _output(spec: TensorSpec, params: Any, model: ServedModel, binary: bool) -> 
     where = f"output {spec.name!r}"
     _check_params(params, _OUTPUT_PARAMS, where)
     binary = _flag(params, "binary_data", binary, where)
-    if "classification" in params and "class_count" in params:
+    if CLASSIFICATION in params and "class_count" in params:
         raise ServeError(f"{where}: give classification or its alias class_count, not both")
-    key = "classification" if "classification" in params else "class_count"
+    key = CLASSIFICATION if CLASSIFICATION in params else "class_count"
     if key not in params:
         return RequestedOutput(spec, binary)
     count = params[key]

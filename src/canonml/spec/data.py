@@ -19,7 +19,11 @@ class SplitSpec(StrictModel):
 
     val: Fraction = 0.1
     test: Fraction = 0.2
-    stratify: bool = True
+    stratify: bool = Field(
+        True,
+        description="keep class shares equal in every split (in a spec, the default is the "
+        "task's: true for classification)",
+    )
 
     @model_validator(mode="after")
     def _leave_train(self) -> SplitSpec:

@@ -8,21 +8,9 @@ from pydantic import Field
 
 from canonml.spec.base import StrictModel
 
-# Names of canonml.evaluate.metrics.METRICS per task; a contract test keeps them equal.
-CLASSIFICATION_METRICS = (
-    "accuracy",
-    "balanced_accuracy",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "roc_auc",
-    "log_loss",
-)
-REGRESSION_METRICS = ("mse", "rmse", "mae", "r2", "max_error")
-HEADLINE = {"classification": "accuracy", "regression": "r2"}
+# Each task's metric names (canonml.evaluate.metrics.METRICS; a contract test keeps them
+# equal) are facts of its task variant in canonml.spec.task.
+from canonml.spec.task import CLASSIFICATION_METRICS, REGRESSION_METRICS  # noqa: E402,F401
 
 
 class EvaluateSpec(StrictModel):

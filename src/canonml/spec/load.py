@@ -142,16 +142,44 @@ def _to_spec_error(e: ValidationError, raw: dict[str, Any]) -> SpecError:
         and given is not _MISSING
         and not isinstance(given, dict)
         and "got " not in problem
+        and not (isinstance(given, str) and _show(given) in problem)
     ):
         problem += f", got {_show(given)}"
     return SpecError(path or "spec", problem)
+
+
+def _union_tags(annotation: Any, field: str) -> frozenset[str]:
+    """The discriminator values (``arch``, ``name``) of a union of spec sections."""
+    import typing
+
+    union = typing.get_args(annotation)[0] if _annotated(annotation) else annotation
+    tags = set()
+    for member in typing.get_args(union):
+        default = getattr(member, "model_fields", {}).get(field)
+        if default is not None and isinstance(default.default, str):
+            tags.add(default.default)
+    return frozenset(tags)
+
+
+def _annotated(annotation: Any) -> bool:
+    import typing
+
+    return typing.get_origin(annotation) is typing.Annotated
+
+
+# Union tags pydantic inserts into error locations, per section: read from the unions, so a
+# new architecture or task needs no change here.
+_TAGS = {
+    "model": _union_tags(Spec.model_fields["model"].annotation, "arch"),
+    "task": _union_tags(Spec.model_fields["task"].annotation, "name"),
+}
 
 
 def _strip_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     """Drop the discriminator tags pydantic inserts (``model.mlp.hidden`` → ``model.hidden``)."""
     out: list[int | str] = []
     for part in loc:
-        if out == ["model"] and part in ("mlp", "cnn"):
+        if len(out) == 1 and part in _TAGS.get(str(out[0]), ()):
             continue
         if isinstance(part, str) and (part.startswith("function-") or part in ("int", "str")):
             continue

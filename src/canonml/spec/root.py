@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
 from canonml.spec.base import StrictModel
 from canonml.spec.data import DataSpec
-from canonml.spec.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS, EvaluateSpec
+from canonml.spec.evaluate import EvaluateSpec
 from canonml.spec.license import HELP, normalize_license
 from canonml.spec.model import MLPSpec, ModelSpec
+from canonml.spec.task import TASK_VARIANTS, ClassificationTask, Task, task_class, task_name
 from canonml.spec.track import Track, TrackSpec
 from canonml.spec.train import TrainSpec
-
-Task = Literal["classification", "regression"]
 
 
 class Spec(StrictModel):
@@ -23,7 +22,7 @@ class Spec(StrictModel):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)] = Field(
         description="run and package name: lower-case letters, digits and '-'"
     )
-    task: Task = "classification"
+    task: Task = Field(default_factory=ClassificationTask)
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     license: str | None = Field(
         None,
@@ -41,26 +40,49 @@ class Spec(StrictModel):
     def _spdx(cls, value: str | None) -> str | None:
         return None if value is None else normalize_license(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, raw: Any) -> Any:
+        """Fill the defaults that depend on the task, once, before anything is validated:
+        ``evaluate.metrics`` (all of the task's) and ``data.split.stratify`` (by class for
+        classification). A value the user gave is never rewritten; the rules check it."""
+        if not isinstance(raw, dict):
+            return raw
+        variant = task_class(task_name(raw.get("task")))
+        if variant is None:
+            return raw  # the task field reports the unknown name
+        raw = dict(raw)
+        evaluate = raw.get("evaluate")
+        if isinstance(evaluate, dict | type(None)) and (evaluate or {}).get("metrics") is None:
+            raw["evaluate"] = {**(evaluate or {}), "metrics": list(variant.metrics)}
+        data = raw.get("data")
+        split = data.get("split") if isinstance(data, dict) else None
+        if isinstance(data, dict) and isinstance(split, dict | type(None)):
+            if (split or {}).get("stratify") is None:
+                raw["data"] = {**data, "split": {**(split or {}), "stratify": variant.stratify}}
+        return raw
+
     @model_validator(mode="after")
     def _cross_section(self) -> Spec:
-        known = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
-        if self.evaluate.metrics is None:
-            self.evaluate.metrics = list(known)
-        for i, m in enumerate(self.evaluate.metrics):
-            if m not in known:
+        task = self.task
+        for i, m in enumerate(self.evaluate.metrics or []):
+            if m not in task.metrics:
                 raise _at(
                     f"evaluate.metrics[{i}]",
-                    f"'{m}' is not a {self.task} metric; known: {', '.join(known)}",
+                    f"'{m}' is not a {task.name} metric; known: {', '.join(task.metrics)}",
                 )
         loss = self.train.loss
-        if self.task == "classification" and loss not in ("auto", "cross_entropy"):
-            raise _at("train.loss", f"'{loss}' is a regression loss; use cross_entropy or auto")
-        if self.task == "regression":
-            if loss == "cross_entropy":
-                raise _at("train.loss", "cross_entropy needs task: classification; use mse")
-            if self.data.split.stratify:
-                self.data.split.stratify = False  # a continuous target has no strata
-        if self.data.scheme == "csv" and not self.data.target:
+        if loss != "auto" and loss not in task.losses:
+            owner = next((v for v in TASK_VARIANTS if loss in v.losses), None)
+            needs = f" needs task: {owner.model_fields['name'].default};" if owner else ":"
+            raise _at("train.loss", f"{loss}{needs} use {' or '.join((*task.losses, 'auto'))}")
+        if self.data.split.stratify and not task.stratify:
+            raise _at(
+                "data.split.stratify",
+                f"task {task.name} has no classes to stratify the split by; set it to false "
+                "or leave it out",
+            )
+        if self.data.scheme == "csv" and task.needs_target and not self.data.target:
             raise _at("data.target", "a csv source needs the target column's name")
         return self
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from canonml.spec.task import task_class, task_name
+
 MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 NOT_METRICS = ("epoch", "seconds")  # history columns that are the step or wall time
-HEADLINES = {"classification": "accuracy", "regression": "r2"}
 
 
 @dataclass
@@ -49,7 +50,7 @@ def run_record(
     from canonml import __version__
 
     path = Path(run_dir).resolve()
-    task = str(spec.get("task", ""))
+    task = task_name(spec.get("task"))
     tags = {
         "canon.task": task,
         "canon.version": __version__,
@@ -81,11 +82,17 @@ def model_message(
 
 
 def headline(task: str, metrics: Mapping[str, float]) -> str:
-    """The one metric a runs table shows: accuracy, r2, or else the first there is."""
-    preferred = HEADLINES.get(task)
+    """The one metric a runs table shows: the task's headline, or else the first there is."""
+    preferred = task_headline(task)
     if preferred in metrics or not metrics:
         return preferred or ""
     return next(iter(metrics))
+
+
+def task_headline(task: Any) -> str | None:
+    """The headline metric of a task (a name or a spec's task value), if it is known."""
+    variant = task_class(task_name(task))
+    return variant.headline if variant is not None else None
 
 
 def flatten_params(spec: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

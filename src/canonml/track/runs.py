@@ -13,7 +13,7 @@ from rich.table import Table
 
 from canonml.errors import CanonError, MissingExtraError
 from canonml.spec.track import experiment_name, tracking_uri
-from canonml.track.record import HEADLINES
+from canonml.track.record import task_headline
 from canonml.track.store import describe, mlflow_warnings_ignored, resolve_uri, sqlite_path
 
 _LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse")
@@ -73,7 +73,7 @@ def run_summary(run: Any) -> dict[str, Any]:
     """One MLflow run as JSON-able data: ids, name, times, status, headline and metrics."""
     info, tags = run.info, run.data.tags
     seconds = (info.end_time - info.start_time) / 1000 if info.end_time else None
-    name = tags.get("canon.headline") or HEADLINES.get(tags.get("canon.task", ""))
+    name = tags.get("canon.headline") or task_headline(tags.get("canon.task", ""))
     return {
         "run_id": info.run_id,
         "name": info.run_name or "",

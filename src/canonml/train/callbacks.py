@@ -73,25 +73,29 @@ class Improvement:
 
 
 class LRSchedule(Callback):
+    """Steps one schedule per optimizer (per batch or per epoch, as each schedule says)."""
+
     key = "schedule"
 
-    def __init__(self, schedule: Schedule, monitor: str) -> None:
-        self.schedule, self.monitor = schedule, monitor
+    def __init__(self, schedules: dict[str, Schedule], monitor: str) -> None:
+        self.schedules, self.monitor = schedules, monitor
 
     def on_batch_end(self, state: TrainState, batch: int, loss: torch.Tensor) -> None:
-        self.schedule.step_batch()
+        for schedule in self.schedules.values():
+            schedule.step_batch()
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
-        metric = (
-            monitored(logs, self.monitor, "train.schedule") if self.schedule.needs_metric else None
-        )
-        self.schedule.step_epoch(metric)
+        needs = any(s.needs_metric for s in self.schedules.values())
+        metric = monitored(logs, self.monitor, "train.schedule") if needs else None
+        for schedule in self.schedules.values():
+            schedule.step_epoch(metric if schedule.needs_metric else None)
 
     def state_dict(self) -> dict[str, Any]:
-        return self.schedule.state_dict()
+        return {name: s.state_dict() for name, s in self.schedules.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.schedule.load_state_dict(state)
+        for name, schedule in self.schedules.items():
+            schedule.load_state_dict(state[name])
 
 
 class EarlyStopping(Callback):

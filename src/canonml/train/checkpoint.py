@@ -1,8 +1,8 @@
 """Checkpoints: the whole training state after each epoch, written atomically.
 
-``last.pt`` holds model, optimizer, callbacks (schedule, early stopping), RNG states, epoch
-and history; it contains tensors and plain containers only and is read with
-``torch.load(weights_only=True)``. ``best.safetensors`` holds the best weights so far.
+``last.pt`` holds the model, the step's optimizers by name, callbacks (schedules, early
+stopping), RNG states, epoch and history; it contains tensors and plain containers only and
+is read with ``torch.load(weights_only=True)``. ``best.safetensors`` holds the best weights so far.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from canonml.io import atomic_write
 from canonml.models.weights import weights_bytes
 from canonml.train.callbacks import Callback, Improvement, is_maximised
 from canonml.train.loop import TrainState
+from canonml.train.steps import Step
 
-FORMAT = 1
+FORMAT = 2  # 2: optimizers by name (a step may have several)
 
 
 class Checkpointer(Callback):
@@ -28,12 +29,11 @@ class Checkpointer(Callback):
     def __init__(
         self,
         directory: Path,
-        model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
+        step: Step,
         callbacks: list[Callback],
         monitor: str,
     ) -> None:
-        self.dir, self.model, self.optimizer = directory, model, optimizer
+        self.dir, self.model, self.optimizers = directory, step.model, step.optimizers
         self.callbacks, self.monitor = callbacks, monitor
         self.track = Improvement(is_maximised(monitor))
         spec = directory.parent / "spec.yaml"  # the run's resolved spec, for the metadata
@@ -48,7 +48,7 @@ class Checkpointer(Callback):
             "stop": state.stop,
             "history": state.history,
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "callbacks": {cb.key: cb.state_dict() for cb in self.callbacks if cb.key},
             "best": self.track.best,
             "rng": {"torch": torch.get_rng_state(), "generator": state.generator.get_state()},
@@ -59,20 +59,16 @@ class Checkpointer(Callback):
 
 
 def restore(
-    path: Path,
-    state: TrainState,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    callbacks: list[Callback],
-    checkpointer: Checkpointer,
+    path: Path, state: TrainState, callbacks: list[Callback], checkpointer: Checkpointer
 ) -> None:
     """Load ``last.pt`` into the live objects so ``fit`` continues at the next epoch."""
     try:
         payload = torch.load(path, weights_only=True)
         if payload.get("format") != FORMAT:
             raise ValueError(f"format {payload.get('format')!r}, expected {FORMAT}")
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
+        checkpointer.model.load_state_dict(payload["model"])
+        for name, optimizer in checkpointer.optimizers.items():
+            optimizer.load_state_dict(payload["optimizers"][name])
         for cb in callbacks:
             if cb.key:
                 cb.load_state_dict(payload["callbacks"][cb.key])

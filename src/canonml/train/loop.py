@@ -24,8 +24,8 @@ class TrainState:
 
 def fit(
     step: Step,
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor] | None,
+    train: tuple[torch.Tensor, ...],
+    val: tuple[torch.Tensor, ...] | None,
     *,
     epochs: int,
     batch_size: int,
@@ -34,12 +34,12 @@ def fit(
 ) -> TrainState:
     """Train ``step.model`` from ``state.epoch`` to ``epochs`` or until a callback stops it.
 
-    Batches are slices of in-memory tensors by a seeded permutation (no DataLoader: for data
-    that fits in memory, index slicing is several times cheaper). Logs per epoch:
-    ``train_loss``, ``val_*`` from ``step.evaluate``, ``lr`` and ``seconds``.
+    Batches are the same slice of every tensor of ``train`` (``(x, y)``, ``(x,)``, ...) by a
+    seeded permutation (no DataLoader: for data that fits in memory, index slicing is several
+    times cheaper). Logs per epoch: ``train_loss``, the step's own epoch logs, ``val_*`` from
+    ``step.evaluate``, ``lr`` (and ``lr_<name>`` of further optimizers) and ``seconds``.
     """
-    x, y = train
-    n = len(x)
+    n = len(train[0])
     # Only callbacks that act per batch are called per batch (a few µs each on small steps).
     per_batch = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     for cb in callbacks:
@@ -55,14 +55,16 @@ def fit(
         total = torch.zeros(())
         for b, lo in enumerate(range(0, stop, batch_size)):
             idx = perm[lo : lo + batch_size]
-            loss = step.train_batch(x[idx], y[idx])
+            loss = step.train_batch(*(t[idx] for t in train))
             total.add_(loss, alpha=len(idx))  # in place: no temporary, no sync
             for cb in per_batch:
                 cb.on_batch_end(state, b, loss)
         logs: dict[str, Any] = {"epoch": state.epoch + 1, "train_loss": float(total) / stop}
+        logs.update({f"train_{k}": v for k, v in step.epoch_logs().items()})
         if val is not None and len(val[0]) > 0:
             logs.update({f"val_{k}": v for k, v in step.evaluate(*val).items()})
-        logs["lr"] = step.optimizer.param_groups[0]["lr"]
+        for i, (name, optimizer) in enumerate(step.optimizers.items()):
+            logs["lr" if i == 0 else f"lr_{name}"] = optimizer.param_groups[0]["lr"]
         logs["seconds"] = time.perf_counter() - start
         state.epoch += 1
         state.history.append(logs)

@@ -12,22 +12,24 @@ from canonml.data.augment import make_augment
 from canonml.data.prepare import Prepared
 from canonml.rundir import RunDir
 from canonml.spec.root import Spec
+from canonml.tasks.base import Task
 from canonml.train.callbacks import Callback, EarlyStopping, HistoryCSV, LRSchedule
 from canonml.train.checkpoint import Checkpointer, restore
 from canonml.train.loop import TrainState, fit
-from canonml.train.optim import build_optimizer, build_schedule
+from canonml.train.optim import build_schedule
 from canonml.train.progress import ProgressReporter
-from canonml.train.steps import STEPS
 
 
 def train_model(
     spec: Spec,
+    task: Task,
     model: torch.nn.Module,
     data: Prepared,
     run_dir: RunDir | None,
     console: Console | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Train ``model`` as ``spec.train`` says, resuming from ``run_dir``'s last checkpoint.
+    """Train ``model`` with ``task``'s step as ``spec.train`` says, resuming from
+    ``run_dir``'s last checkpoint.
 
     Without ``run_dir`` (cross-validation folds) nothing is written. Returns the history and
     the epoch whose weights the model ends with when early stopping restored the best.
@@ -35,12 +37,15 @@ def train_model(
     cfg = spec.train
     state = TrainState()
     state.generator.manual_seed(spec.seed)
-    optimizer = build_optimizer(cfg.optimizer, model)
+    step = task.make_step(spec, model, _augment(spec, data, state.generator))
     batches = max(1, math.ceil(len(data.train) / cfg.batch_size))
-    schedule = build_schedule(cfg.schedule, optimizer, cfg.epochs, batches)
+    schedules = {
+        name: build_schedule(cfg.schedule, opt, cfg.epochs, batches)
+        for name, opt in step.optimizers.items()
+    }
     has_val = len(data.val) > 0
     monitor = "val_loss" if has_val else "train_loss"
-    callbacks: list[Callback] = [LRSchedule(schedule, monitor)]
+    callbacks: list[Callback] = [LRSchedule(schedules, monitor)]
     if cfg.early_stopping is not None:
         callbacks.append(EarlyStopping(cfg.early_stopping, model))
     if console is not None:
@@ -49,13 +54,12 @@ def train_model(
         callbacks.append(HistoryCSV(run_dir.history))
         best_monitor = cfg.early_stopping.monitor if cfg.early_stopping else monitor
         saved = [cb for cb in callbacks if cb.key]
-        checkpointer = Checkpointer(run_dir.checkpoints, model, optimizer, saved, best_monitor)
+        checkpointer = Checkpointer(run_dir.checkpoints, step, saved, best_monitor)
         callbacks.append(checkpointer)
         if run_dir.last_checkpoint.is_file():
-            restore(run_dir.last_checkpoint, state, model, optimizer, callbacks, checkpointer)
-    step = STEPS.get(spec.task)(model, optimizer, cfg, _augment(spec, data, state.generator))
-    train = (torch.from_numpy(data.train.x), torch.from_numpy(data.train.y))
-    val = (torch.from_numpy(data.val.x), torch.from_numpy(data.val.y)) if has_val else None
+            restore(run_dir.last_checkpoint, state, callbacks, checkpointer)
+    train = task.tensors(data.train)
+    val = task.tensors(data.val) if has_val else None
     fit(
         step,
         train,

@@ -1,19 +1,17 @@
-"""Per-task steps: the model-specific part of training (forward, loss, backward, update).
+"""Steps: the model-specific part of training (forward, loss, backward, update).
 
-``fit`` knows nothing about tasks; a step turns a batch into a loss and an optimizer update,
-and a whole split into validation logs.
+``fit`` knows nothing about tasks; a step (made by the task, ``canonml.tasks``) turns a
+batch into a loss and optimizer updates, and a whole split into validation logs.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
 
-from canonml.registry import Registry
 from canonml.spec.train import TrainSpec
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
@@ -21,16 +19,41 @@ EVAL_BATCH = 4096
 
 
 class Step(abc.ABC):
-    """Shared mechanics; subclasses define ``loss`` and ``batch_metrics``."""
+    """One training update and one evaluation pass, over ``model`` and its optimizers.
 
-    def __init__(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        spec: TrainSpec,
-        augment: Augment | None = None,
-    ) -> None:
-        self.model, self.optimizer, self.spec, self.augment = model, optimizer, spec, augment
+    ``model`` is one module (a GAN's holds its generator and discriminator); ``optimizers``
+    are named (one per part that is updated on its own). Checkpoints, schedules and the
+    learning-rate log go over them; ``fit`` only slices batches and calls the step.
+    """
+
+    model: nn.Module
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    @abc.abstractmethod
+    def train_batch(self, *batch: torch.Tensor) -> torch.Tensor:
+        """One update on a batch (a slice of each training tensor); the batch's mean loss,
+        detached (no sync)."""
+
+    @abc.abstractmethod
+    def evaluate(self, *split: torch.Tensor) -> dict[str, float]:
+        """Mean loss and metrics over a whole split, in eval mode (logged as ``val_*``)."""
+
+    def epoch_logs(self) -> dict[str, float]:
+        """Training logs of the epoch beyond the mean loss (e.g. a GAN's two losses)."""
+        return {}
+
+
+class SupervisedStep(Step):
+    """A model mapping ``x`` to outputs scored against ``y``: one optimizer from
+    ``train.optimizer``, L1/L2 penalties, gradient clipping. Subclasses define ``loss`` and
+    ``batch_metrics``."""
+
+    def __init__(self, model: nn.Module, spec: TrainSpec, augment: Augment | None = None) -> None:
+        from canonml.train.optim import build_optimizer
+
+        self.model, self.spec, self.augment = model, spec, augment
+        self.optimizer = build_optimizer(spec.optimizer, model)
+        self.optimizers = {"optimizer": self.optimizer}
         # Explicit L1/L2 penalties apply to weights, not biases or norm parameters.
         self._penalised = [p for n, p in model.named_parameters() if p.ndim > 1]
         reg = spec.regularization
@@ -44,8 +67,8 @@ class Step(abc.ABC):
         """Per-batch sums of extra validation metrics (divided by N over the split)."""
         return {}
 
-    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One update; returns the batch's mean loss (detached, no sync)."""
+    def train_batch(self, *batch: torch.Tensor) -> torch.Tensor:
+        x, y = batch
         if self.augment is not None:
             x = self.augment(x)
         out = self.model(x)
@@ -69,8 +92,8 @@ class Step(abc.ABC):
         return total
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """Mean loss and metrics over a whole split, in eval mode."""
+    def evaluate(self, *split: torch.Tensor) -> dict[str, float]:
+        x, y = split
         was_training = self.model.training
         self.model.eval()
         sums: dict[str, torch.Tensor] = {}
@@ -82,34 +105,3 @@ class Step(abc.ABC):
                 sums[k] = sums.get(k, torch.zeros(())) + v
         self.model.train(was_training)
         return {k: float(v) / max(len(x), 1) for k, v in sums.items()}
-
-
-STEPS: Registry[type[Step]] = Registry("task", "task")
-
-
-@STEPS.register("classification")
-class ClassificationStep(Step):
-    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # out: (B, K) logits; y: (B,) class indices
-        return nn.functional.cross_entropy(out, y, label_smoothing=self.spec.label_smoothing)
-
-    def batch_metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"accuracy": (out.argmax(dim=1) == y).sum().float()}
-
-
-_REGRESSION_LOSSES: dict[str, Any] = {
-    "auto": nn.functional.mse_loss,
-    "mse": nn.functional.mse_loss,
-    "mae": nn.functional.l1_loss,
-    "huber": nn.functional.huber_loss,
-}
-
-
-@STEPS.register("regression")
-class RegressionStep(Step):
-    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # out: (B, 1); y: (B,)
-        return _REGRESSION_LOSSES[self.spec.loss](out.squeeze(1), y)
-
-    def batch_metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"mae": (out.squeeze(1) - y).abs().sum()}

@@ -24,7 +24,7 @@ HEAVY_BATCH_MACS = 3_000_000_000
 
 
 def choose_threads(
-    setting: int | str, model: torch.nn.Module, sample: torch.Tensor, batch_size: int
+    setting: int | str, model: torch.nn.Module, sample: tuple[torch.Tensor, ...], batch_size: int
 ) -> int:
     """The thread count for ``setting`` ('auto' or a number) and this model and batch."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -66,8 +66,9 @@ _CHEAP = (
 )
 
 
-def forward_macs(model: torch.nn.Module, sample: torch.Tensor) -> int:
-    """Multiply-adds of one forward pass on ``sample`` (one example, batch axis included).
+def forward_macs(model: torch.nn.Module, sample: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
+    """Multiply-adds of one forward pass on ``sample`` (the inputs of one example, batch axis
+    included; one tensor or a tuple of them).
 
     Models built only of standard layers are counted with forward hooks (microseconds);
     anything else goes through torch's ``FlopCounterMode``, which counts every operator but
@@ -98,15 +99,15 @@ def forward_macs(model: torch.nn.Module, sample: torch.Tensor) -> int:
     return total
 
 
-def _run_eval(model: torch.nn.Module, sample: torch.Tensor) -> None:
+def _run_eval(model: torch.nn.Module, sample: torch.Tensor | tuple[torch.Tensor, ...]) -> None:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(sample)
+        model(*(sample if isinstance(sample, tuple) else (sample,)))
     model.train(was_training)
 
 
-def _traced_macs(model: torch.nn.Module, sample: torch.Tensor) -> int:
+def _traced_macs(model: torch.nn.Module, sample: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:

@@ -11,9 +11,9 @@ from canonml.data.dataset import Categorical, Dataset
 from canonml.data.prepare import _dedupe, fingerprint
 from canonml.data.preprocess import apply_preprocess, fit_preprocess
 from canonml.data.sources import load_source
-from canonml.data.target import encode_target
 from canonml.errors import CanonError, CanonWarning, DataError, SpecError
 from canonml.spec.data import DataSpec, PreprocessSpec
+from canonml.tasks import get_task
 
 PATIENTS = """age,sex,smoker,bmi,city,outcome
 34,F,no,22.5,Paris,healthy
@@ -313,10 +313,12 @@ def test_vectorised_one_hot_equals_the_cell_by_cell_encoding() -> None:
 
 
 def test_fingerprint_counts_only_the_categories_present(patients: Path) -> None:
-    data = encode_target(load_source(spec_for(patients)), "classification")
+    data = get_task("classification").encode_targets(load_source(spec_for(patients)))
     first = data.take(np.arange(3))
     assert fingerprint(first) == fingerprint(
-        encode_target(load_source(spec_for(patients)), "classification").take(np.arange(3))
+        get_task("classification")
+        .encode_targets(load_source(spec_for(patients)))
+        .take(np.arange(3))
     )
     narrowed = Dataset(
         **{
@@ -333,7 +335,7 @@ def test_fingerprint_counts_only_the_categories_present(patients: Path) -> None:
 def test_dedupe_compares_categorical_cells_too(tmp_path: Path) -> None:
     path = tmp_path / "dup.csv"
     path.write_text("a,c,y\n1,x,0\n1,x,0\n1,z,0\n1,x,1\n1,x,0\n2,,0\n2,,0\n", encoding="utf-8")
-    raw = encode_target(load_source(spec_for(path, target="y")), "classification")
+    raw = get_task("classification").encode_targets(load_source(spec_for(path, target="y")))
     kept, removed = _dedupe(raw)
     assert removed == 3 and list(kept.categorical["c"]) == ["x", "z", "x", None]
     np.testing.assert_array_equal(kept.y, [0, 0, 1, 0])

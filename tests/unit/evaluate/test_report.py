@@ -13,6 +13,7 @@ from canonml.evaluate import report
 from canonml.evaluate.evaluation import Evaluation
 from canonml.evaluate.report import ReportContext, make_plots, section, write_report
 from canonml.spec import Spec
+from canonml.tasks import get_task
 
 DATA_URI = "data:image/png;base64,"
 LABELS = ["<b>x</b>", "cat & dog", "c"]
@@ -94,7 +95,7 @@ def _context(tmp_path: Path, evaluation: Evaluation) -> ReportContext:
 
 
 def _write(ctx: ReportContext) -> str:
-    make_plots(ctx)
+    make_plots(ctx, get_task(ctx.spec))
     path = write_report(ctx)
     assert path == ctx.run_dir / "report.html"
     assert not list(ctx.run_dir.rglob("*.tmp"))

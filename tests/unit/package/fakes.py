@@ -31,6 +31,7 @@ IMAGE_STATE: dict[str, Any] = {
 
 def signature(state: dict[str, Any], labels: list[str] | None = None) -> dict[str, Any]:
     from canonml.package.signature import build_signature
+    from canonml.tasks import get_task
 
     image = state["kind"] == "image"
     described = {
@@ -40,7 +41,8 @@ def signature(state: dict[str, Any], labels: list[str] | None = None) -> dict[st
         "label_names": labels,
         "source": "sklearn:digits" if image else "csv:/data/patients.csv",
     }
-    return build_signature("classification" if labels else "regression", described, state)
+    task = get_task("classification" if labels else "regression")
+    return build_signature(task, described, state)
 
 
 def write_fake_package(

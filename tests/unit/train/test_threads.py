@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from canonml.model_io import ModelIO
 from canonml.models import build_model
-from canonml.models.io import ModelIO
 from canonml.spec.model import CNNSpec, MLPSpec
 from canonml.train.threads import HEAVY_BATCH_MACS, _traced_macs, choose_threads, forward_macs
 
@@ -18,12 +18,12 @@ def test_forward_macs_counts_linear_layers() -> None:
 
 def test_small_models_get_one_thread_and_big_ones_more() -> None:
     small = build_model(MLPSpec(hidden=[128]), ModelIO((64,), 10))
-    assert choose_threads("auto", small, torch.zeros(1, 64), 32) == 1
+    assert choose_threads("auto", small, (torch.zeros(1, 64),), 32) == 1
     big = build_model(CNNSpec(channels=[64, 128, 256]), ModelIO((3, 32, 32), 10))
     macs = forward_macs(big, torch.zeros(1, 3, 32, 32))
     assert macs * 256 > HEAVY_BATCH_MACS
-    assert choose_threads("auto", big, torch.zeros(1, 3, 32, 32), 256) >= 1
-    assert choose_threads(3, small, torch.zeros(1, 64), 32) == 3
+    assert choose_threads("auto", big, (torch.zeros(1, 3, 32, 32),), 256) >= 1
+    assert choose_threads(3, small, (torch.zeros(1, 64),), 32) == 3
 
 
 class _Custom(torch.nn.Module):

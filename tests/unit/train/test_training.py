@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from canonml.errors import CheckpointError, SpecError
+from canonml.model_io import ModelIO
 from canonml.models import build_model
-from canonml.models.io import ModelIO
 from canonml.rundir import RunDir
 from canonml.spec.model import MLPSpec
 from canonml.spec.train import EarlyStoppingSpec, TrainSpec
+from canonml.tasks.steps import ClassificationStep, RegressionStep
 from canonml.train.callbacks import Callback, EarlyStopping, LRSchedule
 from canonml.train.checkpoint import Checkpointer, restore
 from canonml.train.loop import TrainState, fit
-from canonml.train.optim import SCHEDULES, build_optimizer, build_schedule
-from canonml.train.steps import ClassificationStep, RegressionStep
+from canonml.train.optim import SCHEDULES, build_schedule
 
 
 def blobs(n: int = 120, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,12 +32,12 @@ def setup(
 ) -> tuple[torch.nn.Module, ClassificationStep, list[Callback]]:
     torch.manual_seed(seed)
     model = build_model(MLPSpec(hidden=[16], dropout=0.2), ModelIO((4,), 3))
-    opt = build_optimizer(spec.optimizer, model)
-    sched = build_schedule(spec.schedule, opt, spec.epochs, 8)
-    cbs: list[Callback] = [LRSchedule(sched, "val_loss")]
+    step = ClassificationStep(model, spec)
+    sched = build_schedule(spec.schedule, step.optimizer, spec.epochs, 8)
+    cbs: list[Callback] = [LRSchedule({"optimizer": sched}, "val_loss")]
     if spec.early_stopping:
         cbs.append(EarlyStopping(spec.early_stopping, model))
-    return model, ClassificationStep(model, opt, spec), cbs
+    return model, step, cbs
 
 
 def train(spec: TrainSpec, seed: int = 0) -> tuple[torch.nn.Module, TrainState]:
@@ -107,7 +107,7 @@ def test_early_stopping_stops_and_restores_best() -> None:
     assert len(state.history) < 200
     best = min(row["val_loss"] for row in state.history)
     x, y = blobs()
-    step = ClassificationStep(model, torch.optim.SGD(model.parameters(), lr=0.1), spec)
+    step = ClassificationStep(model, spec)
     assert step.evaluate(x[96:], y[96:])["loss"] == pytest.approx(best, rel=1e-5)
 
 
@@ -137,7 +137,7 @@ def test_regression_step_fits_a_line() -> None:
     y = 3 * x.squeeze(1) + 1
     model = build_model(MLPSpec(hidden=[]), ModelIO((1,), 1))
     spec = TrainSpec(epochs=150, optimizer={"lr": 0.05})
-    step = RegressionStep(model, build_optimizer(spec.optimizer, model), spec)
+    step = RegressionStep(model, spec)
     state = TrainState()
     fit(step, (x, y), (x, y), epochs=150, batch_size=16, state=state, callbacks=[])
     assert state.history[-1]["val_mae"] < 0.05
@@ -149,12 +149,12 @@ def _checkpointed(
     run = RunDir(tmp_path)
     run.checkpoints.mkdir(exist_ok=True)
     model, step, cbs = setup(spec)
-    ckpt = Checkpointer(run.checkpoints, model, step.optimizer, cbs[:], "val_loss")
+    ckpt = Checkpointer(run.checkpoints, step, cbs[:], "val_loss")
     cbs.append(ckpt)
     state = TrainState()
     state.generator.manual_seed(0)
     if run.last_checkpoint.is_file():
-        restore(run.last_checkpoint, state, model, step.optimizer, cbs, ckpt)
+        restore(run.last_checkpoint, state, cbs, ckpt)
     x, y = blobs()
     fit(
         step,

@@ -1,0 +1,123 @@
+"""``task:`` — what is learned; one variant of a discriminated union per task.
+
+A task with no options of its own is written as its name (``task: classification``); one
+with options as a mapping with ``name`` (``task: {name: generation, d_steps: 2}``). The
+variant carries the facts the spec checks against: the task's metrics and losses, its
+headline metric and its direction, whether splits stratify by class by default, whether
+a csv source needs a target column. The behaviour lives in ``canonml.tasks``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_serializer,
+)
+
+from canonml.spec.base import StrictModel
+
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "roc_auc",
+    "log_loss",
+)
+REGRESSION_METRICS = ("mse", "rmse", "mae", "r2", "max_error")
+
+
+class TaskSpec(StrictModel):
+    """What every task variant tells the rest of the spec (class-level facts)."""
+
+    name: str
+    metrics: ClassVar[tuple[str, ...]] = ()  # what evaluate.metrics may name; default: all
+    losses: ClassVar[tuple[str, ...]] = ()  # train.loss values besides 'auto'
+    headline: ClassVar[str] = ""  # the one metric a summary shows
+    maximise: ClassVar[bool] = True  # whether a higher headline is better
+    stratify: ClassVar[bool] = False  # data.split.stratify default
+    needs_target: ClassVar[bool] = True  # a csv source needs data.target
+
+    @model_serializer(mode="wrap")
+    def _as_name(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        dumped = handler(self)
+        # No options of its own: written back as the plain name, as users write it.
+        return self.name if isinstance(dumped, dict) and set(dumped) == {"name"} else dumped
+
+
+class ClassificationTask(TaskSpec):
+    """Class labels from the target column (or the source's labels)."""
+
+    name: Literal["classification"] = "classification"
+    metrics = CLASSIFICATION_METRICS
+    losses = ("cross_entropy",)
+    headline = "accuracy"
+    stratify = True
+
+
+class RegressionTask(TaskSpec):
+    """A number per example from the target column."""
+
+    name: Literal["regression"] = "regression"
+    metrics = REGRESSION_METRICS
+    losses = ("mse", "mae", "huber")
+    headline = "r2"
+
+
+TASK_VARIANTS: tuple[type[TaskSpec], ...] = (ClassificationTask, RegressionTask)
+TASK_NAMES = tuple(v.model_fields["name"].default for v in TASK_VARIANTS)
+AnyTask = ClassificationTask | RegressionTask
+
+
+def task_class(name: str) -> type[TaskSpec] | None:
+    """The variant called ``name``, or None."""
+    return next((v for v in TASK_VARIANTS if v.model_fields["name"].default == name), None)
+
+
+def task_name(value: Any) -> str:
+    """The task's name from a raw spec value (a name or a mapping with ``name``)."""
+    if isinstance(value, dict):
+        return str(value.get("name", ""))
+    return str(value) if value is not None else "classification"
+
+
+def _parse_task(value: Any, handler: ValidatorFunctionWrapHandler) -> TaskSpec:
+    if isinstance(value, TaskSpec):
+        return value
+    name = task_name(value)
+    variant = task_class(name)
+    if variant is None:
+        from canonml.registry import did_you_mean
+
+        hint = did_you_mean(name, list(TASK_NAMES))
+        raise ValueError(f"must be one of {', '.join(TASK_NAMES)}{hint}, got {name!r}")
+    if not isinstance(value, dict | str):
+        raise ValueError(f"must be a task name or a mapping with 'name', got {value!r}")
+    return variant.model_validate(value if isinstance(value, dict) else {"name": name})
+
+
+def _schema(schema: dict[str, Any]) -> None:
+    # Editors should accept the plain name too.
+    schema["anyOf"] = [{"type": "string", "enum": list(TASK_NAMES)}, *schema.pop("anyOf", [])]
+    schema.pop("discriminator", None)
+
+
+Task = Annotated[
+    AnyTask,
+    WrapValidator(_parse_task),
+    Field(
+        description="what is learned: " + " | ".join(TASK_NAMES) + " (a name, or a mapping "
+        "with name and the task's options)",
+        json_schema_extra=_schema,
+    ),
+]

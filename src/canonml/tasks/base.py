@@ -1,0 +1,177 @@
+"""``Task``: everything that differs between tasks, in one object per task (DESIGN §7).
+
+The stages call a task instead of branching on its name:
+
+- ``data/prepare``: targets from raw data, what a split stratifies by, what is learned from
+  the training targets (``canonml.data.target.Targets``);
+- ``models/``: the shapes the model is built for (``model_io``);
+- ``train/``: the tensors a batch is sliced from and the ``Step`` (model, optimizers, loss);
+- ``evaluate/``: predictions on a split in the data's units (the metrics are the names its
+  task spec lists); ``evaluate/report``: its plots;
+- ``package/``: the graph's outputs and head, PyTorch's reference outputs for ``verify``,
+  ``canon predict``'s rows, the model card's words.
+
+Task modules import torch only inside methods: ``canon predict`` and ``canon serve`` use a
+task without it.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from canonml.data.dataset import Dataset
+from canonml.model_io import ModelIO
+from canonml.spec.data import PreprocessSpec
+from canonml.spec.task import TaskSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from canonml.data.prepare import Prepared, Split
+    from canonml.spec.root import Spec
+    from canonml.train.steps import Augment, Step
+
+# A plot the report draws: (key, function of canonml.evaluate.plots, its arguments, caption).
+PlotJob = tuple[str, Any, tuple[Any, ...], str]
+
+
+@dataclass
+class Predictions:
+    """A model's predictions on a split, in the data's units.
+
+    ``y_true``/``y_pred``: class indices or values; ``proba`` ``(N, K)`` class probabilities
+    (None when the task has none); ``extra`` anything else the task's report shows.
+    """
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    proba: np.ndarray | None = None
+    extra: dict[str, Any] | None = None
+
+
+class Task(abc.ABC):
+    """The behaviour of one task; ``spec_class`` holds its facts on the spec side."""
+
+    name: ClassVar[str]
+    spec_class: ClassVar[type[TaskSpec]]
+
+    # ---- data (canonml.data.target.Targets)
+
+    @abc.abstractmethod
+    def encode_targets(self, data: Dataset) -> Dataset:
+        """``data`` with ``y`` as the task trains on it."""
+
+    def strata(self, y: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def fit_target(self, y: np.ndarray, spec: PreprocessSpec) -> dict[str, Any] | None:
+        return None
+
+    def target_array(self, y: np.ndarray, fitted: dict[str, Any] | None) -> np.ndarray:
+        return y
+
+    # ---- models
+
+    def model_io(self, input_shape: tuple[int, ...], labels: list[str] | None) -> ModelIO:
+        """The shapes to build the model for (``labels``: the data's class names, if any)."""
+        return ModelIO(tuple(input_shape), len(labels) if labels else 1, len(labels or []) or None)
+
+    # ---- training
+
+    def tensors(self, split: Split) -> tuple[torch.Tensor, ...]:
+        """What a training batch is sliced from (``fit`` slices each tensor alike)."""
+        import torch
+
+        return (torch.from_numpy(split.x), torch.from_numpy(split.y))
+
+    def example(self, split: Split) -> tuple[torch.Tensor, ...]:
+        """The model's inputs for one example (batch axis 1): to summarise and time it."""
+        import torch
+
+        return (torch.from_numpy(split.x[:1]),)
+
+    @abc.abstractmethod
+    def make_step(self, spec: Spec, model: torch.nn.Module, augment: Augment | None) -> Step:
+        """The training step over ``model`` (it builds its optimizers from ``spec.train``)."""
+
+    # ---- evaluation
+
+    @abc.abstractmethod
+    def predict(self, model: torch.nn.Module, split: Split, data: Prepared) -> Predictions:
+        """The model's predictions on ``split`` (``data`` holds what was learned)."""
+
+    def plots(self, predictions: Any, out: Path) -> list[PlotJob]:
+        """The task's figures of a test evaluation (``canonml.evaluate.evaluation.Evaluation``)."""
+        return []
+
+    # ---- the package
+
+    def verify_samples(
+        self, signature: dict[str, Any], n: int
+    ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, ...]] | None:
+        """Seeded inputs for ``canon verify`` of a graph of the task's own: (ONNX Runtime
+        feeds, the PyTorch model's inputs); None: raw rows or images for the standard graph."""
+        return None
+
+    def graph_module(self, model: torch.nn.Module, signature: dict[str, Any]) -> Any:
+        """The module exported as ``model.onnx`` when the task has a graph of its own (a
+        generator taking noise); None: the standard graph — raw inputs, preprocessing in the
+        graph, the model, ``head``."""
+        return None
+
+    @abc.abstractmethod
+    def outputs(self, labels: list[str] | None) -> list[dict[str, Any]]:
+        """The graph's outputs: name, OIP datatype, shape (``-1`` = the batch axis)."""
+
+    @abc.abstractmethod
+    def head(self, out: torch.Tensor, target: dict[str, float] | None) -> Any:
+        """Inside the exported graph: the model's output → the package's outputs."""
+
+    @abc.abstractmethod
+    def reference(self, out: np.ndarray, target: dict[str, float] | None) -> list[np.ndarray]:
+        """What the graph must give for the PyTorch model's raw output ``out`` (``verify``)."""
+
+    def output_problems(self, want: list[np.ndarray], got: list[np.ndarray]) -> list[str]:
+        """Problems beyond per-output closeness (``verify``), e.g. a wrong argmax."""
+        return []
+
+    def exact_outputs(self) -> tuple[str, ...]:
+        """Outputs compared by ``output_problems`` rather than by closeness."""
+        return ()
+
+    @abc.abstractmethod
+    def rows(
+        self, refs: list[str], outputs: dict[str, np.ndarray], labels: list[str] | None
+    ) -> list[dict[str, Any]]:
+        """``canon predict``'s rows: one JSON-able dict per input."""
+
+    @abc.abstractmethod
+    def what_it_does(self, signature: dict[str, Any], target: str | None, inputs: str) -> str:
+        """The model card's "What the model does: it ..." ending (``inputs`` in words)."""
+
+    def pipeline_tag(self, kind: str) -> str:
+        """The Hugging Face Hub task tag for data of ``kind`` (tabular, image)."""
+        return self.name
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (numpy; the graph uses torch's)."""
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return np.asarray(z / z.sum(axis=1, keepdims=True))
+
+
+def model_outputs(model: torch.nn.Module, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """``model``'s outputs for inputs ``x`` in eval mode, in batches, as float64 numpy."""
+    import torch
+
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            outs.append(model(torch.from_numpy(x[start : start + batch])).double().numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, 1))

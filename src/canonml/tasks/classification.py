@@ -1,0 +1,131 @@
+"""``task: classification`` — class labels; softmax probabilities and the argmax label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from canonml.data.dataset import Dataset
+from canonml.data.target import as_labels
+from canonml.spec.task import ClassificationTask
+from canonml.tasks import TASKS
+from canonml.tasks.base import PlotJob, Predictions, Task, model_outputs, softmax
+
+if TYPE_CHECKING:
+    import torch
+
+    from canonml.data.prepare import Prepared, Split
+    from canonml.spec.root import Spec
+    from canonml.train.steps import Augment, Step
+
+# Triton's name for its classification extension (top-K "score:index:label" strings), which
+# canon serve implements for this task's probabilities output.
+SERVE_EXTENSION = ClassificationTask.model_fields["name"].default
+TOLERANCE = 1e-4  # canon verify's closeness, for telling near-ties from wrong labels
+
+
+@TASKS.register(ClassificationTask.model_fields["name"].default)
+class Classification(Task):
+    name = ClassificationTask.model_fields["name"].default
+    spec_class = ClassificationTask
+
+    def encode_targets(self, data: Dataset) -> Dataset:
+        return as_labels(data)
+
+    def strata(self, y: np.ndarray) -> np.ndarray | None:
+        return y
+
+    def target_array(self, y: np.ndarray, fitted: dict[str, Any] | None) -> np.ndarray:
+        return y.astype(np.int64, copy=False)
+
+    def make_step(self, spec: Spec, model: torch.nn.Module, augment: Augment | None) -> Step:
+        from canonml.tasks.steps import ClassificationStep
+
+        return ClassificationStep(model, spec.train, augment)
+
+    def predict(self, model: torch.nn.Module, split: Split, data: Prepared) -> Predictions:
+        proba = softmax(model_outputs(model, split.x))  # (N, K)
+        return Predictions(split.y, proba.argmax(axis=1), proba)
+
+    def plots(self, ev: Any, out: Path) -> list[PlotJob]:
+        from canonml.evaluate import plots
+
+        jobs: list[PlotJob] = []
+        if ev.confusion is not None:
+            jobs.append(
+                (
+                    "confusion_matrix",
+                    plots.confusion_matrix,
+                    (ev.confusion, ev.label_names, out / "confusion_matrix.png"),
+                    "Confusion matrix (colour: share of the true class)",
+                )
+            )
+        if ev.proba is not None and len(ev.y_true):
+            curves = plots.roc_points(ev.y_true, ev.proba, ev.label_names)
+            jobs.append(
+                (
+                    "roc",
+                    plots.roc_plot,
+                    (curves, out / "roc.png"),
+                    "ROC curves (multi-class: one-vs-rest)",
+                )
+            )
+        return jobs
+
+    # ---- the package
+
+    def outputs(self, labels: list[str] | None) -> list[dict[str, Any]]:
+        return [
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(labels or [])]},
+            {"name": "label", "datatype": "INT64", "shape": [-1]},
+        ]
+
+    def head(self, out: torch.Tensor, target: dict[str, float] | None) -> Any:
+        import torch
+
+        return torch.softmax(out, dim=1), torch.argmax(out, dim=1)  # (B, K), (B,)
+
+    def reference(self, out: np.ndarray, target: dict[str, float] | None) -> list[np.ndarray]:
+        proba = softmax(out)
+        return [proba, proba.argmax(axis=1)]
+
+    def exact_outputs(self) -> tuple[str, ...]:
+        return ("label",)  # an argmax: compared where the top two are not a near-tie
+
+    def output_problems(self, want: list[np.ndarray], got: list[np.ndarray]) -> list[str]:
+        if len(got) != 2:
+            return []
+        proba, label = want[0], got[1]
+        top = np.sort(proba, axis=1)[:, -2:] if proba.shape[1] > 1 else np.ones((len(proba), 2))
+        clear = (top[:, 1] - top[:, 0]) > 2 * TOLERANCE  # not a near-tie
+        bad = int(np.sum(clear & (proba.argmax(axis=1) != label)))
+        if bad:
+            return [f"model.onnx: output 'label' disagrees with PyTorch's argmax on {bad} samples"]
+        return []
+
+    def rows(
+        self, refs: list[str], outputs: dict[str, np.ndarray], labels: list[str] | None
+    ) -> list[dict[str, Any]]:
+        proba, rows = outputs["probabilities"], []
+        for ref, p, k in zip(refs, proba, outputs["label"], strict=True):
+            names = labels if labels and len(labels) == len(p) else [str(i) for i in range(len(p))]
+            rows.append(
+                {
+                    "input": ref,
+                    "label": names[int(k)],
+                    "probability": float(p[int(k)]),
+                    "probabilities": {n: float(v) for n, v in zip(names, p, strict=True)},
+                }
+            )
+        return rows
+
+    def what_it_does(self, signature: dict[str, Any], target: str | None, inputs: str) -> str:
+        labels = signature.get("labels") or []
+        more = f", … ({len(labels) - 12} more)" if len(labels) > 12 else ""
+        shown = ", ".join(labels[:12]) + more
+        return f"classifies {inputs} into {len(labels)} classes ({shown})"
+
+    def pipeline_tag(self, kind: str) -> str:
+        return f"{kind}-{self.name}"  # tabular-, image-, text-classification: all Hub tasks
