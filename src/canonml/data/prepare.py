@@ -96,6 +96,9 @@ def split_loaded(spec: Spec, loaded: Loaded, targets: Targets) -> tuple[Prepared
     has_test = loaded.official_test is not None
     strata = targets.strata(raw.y) if spec.data.split.stratify else None
     tr, va, te = split_indices(len(raw), strata, spec.data.split, spec.seed, has_test=has_test)
+    keep = targets.train_rows(spec, raw.y)
+    if keep is not None:
+        tr, va = tr[keep[tr]], va[keep[va]]
     test = loaded.official_test if loaded.official_test is not None else raw.take(te)
     data = build_splits(spec, loaded, targets, raw.take(tr), raw.take(va), test)
     return data, np.sort(np.concatenate([tr, va]))

@@ -7,13 +7,16 @@ training targets.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from canonml.data.dataset import Dataset
 from canonml.errors import DataError
 from canonml.spec.data import PreprocessSpec
+
+if TYPE_CHECKING:
+    from canonml.spec.root import Spec
 
 
 class Targets(Protocol):
@@ -30,6 +33,11 @@ class Targets(Protocol):
 
     def target_array(self, y: np.ndarray, fitted: dict[str, Any] | None) -> np.ndarray:
         """Encoded targets as the model's training targets (the dtype the loss takes)."""
+
+    def train_rows(self, spec: Spec, y: np.ndarray) -> np.ndarray | None:
+        """Which examples (by encoded target) train and validate, as a bool mask; None: all.
+        The test split always keeps every example (anomaly detection trains on the normal
+        classes and tests on all of them)."""
 
 
 def as_labels(data: Dataset) -> Dataset:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from canonml.evaluate.evaluation import Evaluation
-from canonml.evaluate.metrics import BATCHED, METRICS, compute_metrics
+from canonml.evaluate.metrics import BATCHED, METRICS
 from canonml.spec.root import Spec
+from canonml.tasks import get_task
 from canonml.tasks.base import Predictions, Task
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ def evaluation_from(
     """Build an ``Evaluation`` from a task's predictions (pure)."""
     facts = spec.task
     y_true, y_pred, proba = predicted.y_true, predicted.y_pred, predicted.proba
-    metrics = compute_metrics(facts.metrics, y_true, y_pred, proba)
+    task = get_task(facts)
+    metrics = task.score(facts.metrics, predicted)
     chosen = spec.evaluate.metrics or list(facts.metrics)
     selected = {k: metrics[k] for k in chosen if k in metrics}
     ev = Evaluation(
@@ -50,7 +52,7 @@ def evaluation_from(
         metrics=metrics,
         selected={k: v for k, v in selected.items() if math.isfinite(v)},
         headline=facts.headline,
-        interval=bootstrap(facts.headline, y_true, y_pred, proba, resamples, spec.seed),
+        interval=task.interval(facts.headline, predicted, resamples, spec.seed),
         y_true=y_true,
         y_pred=y_pred,
         proba=proba,

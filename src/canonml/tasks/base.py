@@ -75,6 +75,9 @@ class Task(abc.ABC):
     def target_array(self, y: np.ndarray, fitted: dict[str, Any] | None) -> np.ndarray:
         return y
 
+    def train_rows(self, spec: Spec, y: np.ndarray) -> np.ndarray | None:
+        return None
+
     # ---- models
 
     def model_io(self, input_shape: tuple[int, ...], labels: list[str] | None) -> ModelIO:
@@ -104,6 +107,21 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def predict(self, model: torch.nn.Module, split: Split, data: Prepared) -> Predictions:
         """The model's predictions on ``split`` (``data`` holds what was learned)."""
+
+    def score(self, names: tuple[str, ...], predicted: Predictions) -> dict[str, float]:
+        """The metrics ``names`` of ``predicted`` (scikit-learn's, by default)."""
+        from canonml.evaluate.metrics import compute_metrics
+
+        return compute_metrics(names, predicted.y_true, predicted.y_pred, predicted.proba)
+
+    def interval(
+        self, headline: str, predicted: Predictions, resamples: int, seed: int
+    ) -> tuple[float, float] | None:
+        """The headline's 95% interval (a bootstrap over the split, by default)."""
+        from canonml.evaluate.evaluate import bootstrap
+
+        p = predicted
+        return bootstrap(headline, p.y_true, p.y_pred, p.proba, resamples, seed)
 
     def plots(self, predictions: Any, out: Path) -> list[PlotJob]:
         """The task's figures of a test evaluation (``canonml.evaluate.evaluation.Evaluation``)."""
