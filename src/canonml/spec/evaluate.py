@@ -13,6 +13,15 @@ from canonml.spec.base import StrictModel
 from canonml.spec.task import CLASSIFICATION_METRICS, REGRESSION_METRICS  # noqa: E402,F401
 
 
+class AnomalySpec(StrictModel):
+    """Anomaly detection by reconstruction error: train on the normal classes only."""
+
+    normal_classes: Annotated[list[int | str], Field(min_length=1)] = Field(
+        description="the classes that are normal (class indices or label names); the test "
+        "split keeps every class, and the rest are the anomalies to find"
+    )
+
+
 class EvaluateSpec(StrictModel):
     metrics: list[str] | None = Field(
         None, description="test metrics for metrics.json (default: all for the task)"
@@ -22,4 +31,9 @@ class EvaluateSpec(StrictModel):
     )
     cv: Annotated[int, Field(ge=2, le=50)] | None = Field(
         None, description="k-fold cross-validation on train+val: k models, mean ± std"
+    )
+    anomaly: AnomalySpec | None = Field(
+        None,
+        description="task reconstruction: score how well reconstruction error finds "
+        "the classes left out of training",
     )

@@ -82,6 +82,12 @@ class Spec(StrictModel):
                 f"task {task.name} has no classes to stratify the split by; set it to false "
                 "or leave it out",
             )
+        if self.evaluate.anomaly is not None and not task.scores_anomalies:
+            raise _at(
+                "evaluate.anomaly",
+                f"anomaly detection scores reconstruction error; task {task.name} has none "
+                "(use task: reconstruction)",
+            )
         if self.data.scheme == "csv" and task.needs_target and not self.data.target:
             raise _at("data.target", "a csv source needs the target column's name")
         return self

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from canonml.spec.base import StrictModel
+from canonml.spec.train import OptimizerSpec
 
 CLASSIFICATION_METRICS = (
     "accuracy",
@@ -35,6 +36,22 @@ CLASSIFICATION_METRICS = (
     "log_loss",
 )
 REGRESSION_METRICS = ("mse", "rmse", "mae", "r2", "max_error")
+# Test reconstruction error (pixels in [0, 1]); the VAE's ELBO in nats per example; the
+# anomaly ROC-AUC (with evaluate.anomaly); PCA's error with the same code size, for scale.
+RECONSTRUCTION_METRICS = ("reconstruction_mse", "elbo", "anomaly_roc_auc", "pca_mse")
+# Fréchet distance in the reference classifier's features: the model's, and the floor
+# (real train vs test), the fitted-Gaussian baseline and the noise ceiling beside it;
+# class coverage and confidence of 10,000 samples; accuracy on requested classes.
+GENERATION_METRICS = (
+    "fd",
+    "fd_floor",
+    "fd_gaussian",
+    "fd_noise",
+    "fd_ratio",
+    "coverage",
+    "confidence",
+    "conditional_accuracy",
+)
 
 
 class TaskSpec(StrictModel):
@@ -47,6 +64,7 @@ class TaskSpec(StrictModel):
     maximise: ClassVar[bool] = True  # whether a higher headline is better
     stratify: ClassVar[bool] = False  # data.split.stratify default
     needs_target: ClassVar[bool] = True  # a csv source needs data.target
+    scores_anomalies: ClassVar[bool] = False  # evaluate.anomaly applies
 
     @model_serializer(mode="wrap")
     def _as_name(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
@@ -74,9 +92,53 @@ class RegressionTask(TaskSpec):
     headline = "r2"
 
 
-TASK_VARIANTS: tuple[type[TaskSpec], ...] = (ClassificationTask, RegressionTask)
+class ReconstructionTask(TaskSpec):
+    """Inputs reconstructed through a code: autoencoders and VAEs; anomaly scores."""
+
+    name: Literal["reconstruction"] = "reconstruction"
+    metrics = RECONSTRUCTION_METRICS
+    losses = ("mse", "bce")
+    headline = "reconstruction_mse"
+    maximise = False
+    stratify = True  # by class where the source has labels (digits), else plain
+    needs_target = False
+    scores_anomalies = True
+
+
+class GenerationTask(TaskSpec):
+    """New examples from noise (and a class, when conditional): GANs."""
+
+    name: Literal["generation"] = "generation"
+    d_steps: Annotated[int, Field(ge=1, le=20)] = Field(
+        1, description="discriminator updates per generator update"
+    )
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=0.5)] = Field(
+        0.0,
+        description="one-sided label smoothing: the discriminator's target for real is 1 - this",
+    )
+    d_optimizer: OptimizerSpec | None = Field(
+        None,
+        description="the discriminator's optimizer (default: train.optimizer, which the "
+        "generator uses)",
+    )
+    samples: Annotated[int, Field(ge=100, le=100_000)] = Field(
+        10_000, description="generated samples scored for class coverage and confidence"
+    )
+    metrics = GENERATION_METRICS
+    headline = "fd"
+    maximise = False
+    stratify = True
+    needs_target = False
+
+
+TASK_VARIANTS: tuple[type[TaskSpec], ...] = (
+    ClassificationTask,
+    RegressionTask,
+    ReconstructionTask,
+    GenerationTask,
+)
 TASK_NAMES = tuple(v.model_fields["name"].default for v in TASK_VARIANTS)
-AnyTask = ClassificationTask | RegressionTask
+AnyTask = ClassificationTask | RegressionTask | ReconstructionTask | GenerationTask
 
 
 def task_class(name: str) -> type[TaskSpec] | None:

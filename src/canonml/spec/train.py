@@ -52,7 +52,11 @@ class TrainSpec(StrictModel):
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
     grad_clip: Positive | None = Field(None, description="clip the gradient norm to this value")
     early_stopping: EarlyStoppingSpec | None = None
-    loss: Literal["auto", "cross_entropy", "mse", "mae", "huber"] = "auto"
+    loss: Literal["auto", "cross_entropy", "mse", "mae", "huber", "bce"] = Field(
+        "auto",
+        description="auto: the task's usual loss (cross_entropy, mse; a GAN's own); bce: "
+        "binary cross-entropy of a reconstruction in [0, 1]",
+    )
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     threads: Literal["auto"] | Annotated[int, Field(gt=0, le=256)] = Field(
         "auto",
