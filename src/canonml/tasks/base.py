@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     import torch
 
     from canonml.data.prepare import Prepared, Split
+    from canonml.rundir import RunDir
     from canonml.spec.root import Spec
+    from canonml.train.callbacks import Callback
     from canonml.train.steps import Augment, Step
 
 # A plot the report draws: (key, function of canonml.evaluate.plots, its arguments, caption).
@@ -101,6 +103,13 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def make_step(self, spec: Spec, model: torch.nn.Module, augment: Augment | None) -> Step:
         """The training step over ``model`` (it builds its optimizers from ``spec.train``)."""
+
+    def callbacks(
+        self, spec: Spec, step: Step, data: Prepared, run_dir: RunDir | None
+    ) -> list[Callback]:
+        """Training callbacks of the task's own (sample grids per epoch, a collapse alarm),
+        run after the loop's own; ``run_dir`` is None for cross-validation folds."""
+        return []
 
     # ---- evaluation
 

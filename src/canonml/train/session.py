@@ -48,6 +48,7 @@ def train_model(
     callbacks: list[Callback] = [LRSchedule(schedules, monitor)]
     if cfg.early_stopping is not None:
         callbacks.append(EarlyStopping(cfg.early_stopping, model))
+    callbacks += task.callbacks(spec, step, data, run_dir)
     if console is not None:
         callbacks.append(ProgressReporter(console, cfg.epochs, batches))
     if run_dir is not None:
