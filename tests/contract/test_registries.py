@@ -16,7 +16,15 @@ from canonml.registry import Registry
 from canonml.spec import load_spec, spec_to_yaml
 from canonml.spec.data import SOURCE_SCHEMES
 from canonml.spec.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from canonml.spec.model import CNNSpec, MLPSpec, ModelSpec
+from canonml.spec.model import (
+    AutoencoderSpec,
+    CNNSpec,
+    DCGANSpec,
+    GANSpec,
+    MLPSpec,
+    ModelSpec,
+    VAESpec,
+)
 from canonml.spec.task import TASK_NAMES
 from canonml.spec.train import OptimizerSpec, ScheduleSpec
 from canonml.tasks import TASKS
@@ -53,30 +61,53 @@ def test_a_miss_names_the_spec_path_and_suggests() -> None:
     with pytest.raises(
         Exception,
         match=r"model.arch: unknown model 'mpl'; did you mean 'mlp'\? "
-        r"known: cnn, mlp",
+        r"known: autoencoder, cnn, dcgan, gan, mlp, vae",
     ):
         MODELS.get("mpl")
 
 
+# arch → (spec, io, shape of one input to forward, output shape for a batch of 2); the
+# generative pairs' forward runs the generator on noise, a VAE's returns (x_hat, mu, logvar).
 MODEL_CASES = {
-    "mlp": (MLPSpec(hidden=[8, 4], batch_norm=True, dropout=0.1), (3, 8, 8)),
-    "cnn": (CNNSpec(channels=[4, 8], dense=[8], batch_norm=True), (1, 8, 8)),
+    "mlp": (MLPSpec(hidden=[8, 4], batch_norm=True, dropout=0.1), ModelIO((3, 8, 8), 5)),
+    "cnn": (CNNSpec(channels=[4, 8], dense=[8], batch_norm=True), ModelIO((1, 8, 8), 5)),
+    "autoencoder": (
+        AutoencoderSpec(kind="conv", channels=[4, 8], hidden=[8], latent=3, batch_norm=True),
+        ModelIO((1, 8, 8)),
+    ),
+    "vae": (VAESpec(hidden=[8], latent=3, kl_weight=0.5, kl_warmup=2), ModelIO((1, 8, 8))),
+    "gan": (
+        GANSpec(latent=4, g_hidden=[8], d_hidden=[8], conditional=True),
+        ModelIO((1, 8, 8), n_classes=3),
+    ),
+    "dcgan": (DCGANSpec(latent=4, g_channels=[8, 4], d_channels=[4, 8]), ModelIO((1, 8, 8))),
 }
+
+
+def forward_shape(spec: object, io: ModelIO) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(one input to ``forward``, the output of a batch of 2) for a MODEL_CASES entry."""
+    if isinstance(spec, GANSpec | DCGANSpec):
+        return (spec.latent,), (2, *io.input_shape)
+    if isinstance(spec, AutoencoderSpec | VAESpec):
+        return io.input_shape, (2, *io.input_shape)
+    return io.input_shape, (2, io.n_outputs)
 
 
 @pytest.mark.parametrize("arch", MODELS.names())
 def test_every_model_builds_runs_and_round_trips(arch: str) -> None:
-    spec, shape = MODEL_CASES[arch]
+    spec, io = MODEL_CASES[arch]
     torch.manual_seed(0)
-    model = build_model(spec, ModelIO(shape, 5))
+    model = build_model(spec, io)
     full = load_spec(tiny_spec(model=spec.model_dump()))
     again = load_spec(yaml.safe_load(spec_to_yaml(full)))
     assert again.model == spec
     torch.manual_seed(0)
-    rebuilt = build_model(again.model, ModelIO(shape, 5))
+    rebuilt = build_model(again.model, io)
     for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    assert model(torch.randn(2, *shape)).shape == (2, 5)
+    shape, expected = forward_shape(spec, io)
+    out = model(torch.randn(2, *shape))
+    assert (out[0] if isinstance(out, tuple) else out).shape == expected
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS.names())

@@ -28,7 +28,7 @@ BAD = [
     (["data.split.val=0.5", "data.split.test=0.5"], "data.split: val + test must be < 0.9"),
     (["train.epochs=0"], "train.epochs: must be > 0, got 0"),
     (["model.dropout=1.5"], "model.dropout: must be < 1.0, got 1.5"),
-    (["task=generation"], "task: must be one of"),
+    (["task=forecasting"], "task: must be one of"),
     (["bogus=1"], "bogus: unknown key 'bogus'"),
 ]
 
