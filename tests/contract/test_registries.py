@@ -25,7 +25,7 @@ from canonml.spec.model import (
     ModelSpec,
     VAESpec,
 )
-from canonml.spec.task import TASK_NAMES
+from canonml.spec.task import TASK_NAMES, TASK_VARIANTS
 from canonml.spec.train import OptimizerSpec, ScheduleSpec
 from canonml.tasks import TASKS
 from canonml.train.optim import OPTIMIZERS, SCHEDULES
@@ -98,7 +98,9 @@ def test_every_model_builds_runs_and_round_trips(arch: str) -> None:
     spec, io = MODEL_CASES[arch]
     torch.manual_seed(0)
     model = build_model(spec, io)
-    full = load_spec(tiny_spec(model=spec.model_dump()))
+    task = next(v for v in TASK_VARIANTS if arch in v.archs).model_fields["name"].default
+    data = {"source": "sklearn:digits" if len(io.input_shape) == 3 else "sklearn:iris"}
+    full = load_spec(tiny_spec(model=spec.model_dump(), task=task, data=data))
     again = load_spec(yaml.safe_load(spec_to_yaml(full)))
     assert again.model == spec
     torch.manual_seed(0)

@@ -82,6 +82,15 @@ class Spec(StrictModel):
                 f"task {task.name} has no classes to stratify the split by; set it to false "
                 "or leave it out",
             )
+        arch = self.model.arch
+        if arch not in task.archs:
+            owner = next((v for v in TASK_VARIANTS if arch in v.archs), None)
+            other = f"a {owner.model_fields['name'].default} model; " if owner else ""
+            raise _at(
+                "model.arch",
+                f"{arch} is {other}task {task.name} trains {', '.join(task.archs)}"
+                + (f" (or set task: {owner.model_fields['name'].default})" if owner else ""),
+            )
         if self.evaluate.anomaly is not None and not task.scores_anomalies:
             raise _at(
                 "evaluate.anomaly",

@@ -65,6 +65,7 @@ class TaskSpec(StrictModel):
     stratify: ClassVar[bool] = False  # data.split.stratify default
     needs_target: ClassVar[bool] = True  # a csv source needs data.target
     scores_anomalies: ClassVar[bool] = False  # evaluate.anomaly applies
+    archs: ClassVar[tuple[str, ...]] = ("mlp", "cnn")  # the model.arch values it trains
 
     @model_serializer(mode="wrap")
     def _as_name(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
@@ -103,6 +104,7 @@ class ReconstructionTask(TaskSpec):
     stratify = True  # by class where the source has labels (digits), else plain
     needs_target = False
     scores_anomalies = True
+    archs = ("autoencoder", "vae")
 
 
 class GenerationTask(TaskSpec):
@@ -129,6 +131,7 @@ class GenerationTask(TaskSpec):
     maximise = False
     stratify = True
     needs_target = False
+    archs = ("gan", "dcgan")
 
 
 TASK_VARIANTS: tuple[type[TaskSpec], ...] = (
