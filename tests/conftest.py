@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,16 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240) -> CliRes
     return CliResult(proc)
 
 
+def start_template_run(template: str, sets: list[str], out: Path) -> subprocess.Popen[bytes]:
+    """``canon run --template TEMPLATE --set ... --out OUT`` in the background (to kill it)."""
+    args = [a for s in sets for a in ("--set", s)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "canonml", "run", "--template", template, *args, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 20) -> None:
     """Stop a server a test started: terminate, wait, and kill it if it does not go."""
     proc.terminate()
@@ -51,6 +62,26 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 20) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Debian's headless Chromium through selenium, one per test module."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    profile = tmp_path_factory.mktemp("chromium")
+    for arg in (
+        "--headless=new --no-sandbox --disable-gpu --no-first-run --disable-sync "
+        "--disable-background-networking --disable-component-update --window-size=1280,2000"
+    ).split() + [f"--user-data-dir={profile}"]:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
 
 
 @pytest.fixture

@@ -343,13 +343,75 @@ def predict(
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    columns = [k for k in rows[0] if k != "probabilities"] if rows else []
+    # Scalars only: mappings and arrays (probabilities, a reconstruction) are --json's.
+    columns = [k for k, v in rows[0].items() if not isinstance(v, dict | list)] if rows else []
     table = Table(*columns)
     for row in rows:
         table.add_row(
             *(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns)
         )
     out.print(table)
+
+
+@app.command()
+def sample(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="a generator's package (directory or .zip) or its run directory",
+            show_default=False,
+        ),
+    ],
+    n: Annotated[int, typer.Option("-n", help="how many images")] = 64,
+    class_: Annotated[
+        str | None,
+        typer.Option(
+            "--class",
+            help="the class to generate, by index or label (conditional models; default: "
+            "every class in turn)",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="seed of the noise: the same seed, the same images")
+    ] = 0,
+    output: Annotated[Path, typer.Option("-o", "--output", help="the grid of images (PNG)")] = Path(
+        "samples.png"
+    ),
+    npy: Annotated[
+        Path | None,
+        typer.Option(
+            help="also write the raw images (N, C, H, W) float32, in the data's units",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Generate images with ONNX Runtime only (no torch needed) and write them as a grid.
+
+    Example: canon sample runs/digits-cgan/20261122-101500-ab12 -n 20 --class 3 -o threes.png
+    """
+    import numpy as np
+
+    from canonml.package.sample import open_sampler, pixel_max, sample_images, write_grid
+
+    try:
+        pkg = open_sampler(source)
+        images, labels = sample_images(pkg, n, class_, seed)
+        classes = pkg.signature["sampler"].get("classes") if class_ is None else None
+        cols = int(classes) if labels is not None and classes and n > classes else None
+        write_grid(output, images, pixel_max(pkg), cols=cols)
+        if npy is not None:
+            np.save(npy, images)
+    except CanonError as e:
+        fail(e)
+    except OSError as e:
+        fail(CanonError(f"-o/--npy: cannot write ({e})"))
+    what = "noise" if labels is None else "every class in turn"
+    if class_ is not None and labels is not None:
+        what = f"class {labels[0]}"
+    out.print(f"wrote {output} ({len(images)} images from {what}, seed {seed})", markup=False)
+    if npy is not None:
+        out.print(f"wrote {npy} ({' × '.join(map(str, images.shape))} float32)", markup=False)
 
 
 @app.command()

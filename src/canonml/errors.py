@@ -46,6 +46,11 @@ class CheckpointError(CanonError):
     """A checkpoint or run directory cannot be used (missing, corrupt, from another spec)."""
 
 
+class TrainingDiverged(CanonError):
+    """Training stopped because the model collapsed or diverged (the message says since when);
+    the run keeps its last checkpoint and writes no package."""
+
+
 class PackageError(CanonError):
     """A model package is missing, corrupt, or does not match its manifest."""
 

@@ -173,7 +173,7 @@ def _threads(spec: Spec, task: Task, model: torch.nn.Module, data: Prepared) -> 
 
     from canonml.train.threads import choose_threads
 
-    sample = task.example(data.train)
+    sample = task.example(data.train, model)
     n = choose_threads(spec.train.threads, model, sample, spec.train.batch_size)
     before = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -233,7 +233,7 @@ def _report(
     """Plots to ``plots/`` and the self-contained ``report.html``."""
 
     from canonml.evaluate.report import ReportContext, make_plots, write_report
-    from canonml.models.summary import count_parameters, summarize
+    from canonml.models.summary import count_parameters
 
     stopping = spec.train.early_stopping
     ctx = ReportContext(
@@ -243,7 +243,7 @@ def _report(
         preprocess=data.preprocess,
         history=history,
         evaluation=evaluation,
-        model_rows=summarize(model, task.example(data.train)),
+        model_rows=task.summary(model, data.train),
         param_count=count_parameters(model),
         seconds=time.perf_counter() - started,
         best_epoch=best_epoch,

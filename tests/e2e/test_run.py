@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import yaml
 import canonml
 from canonml.spec import template_names
 from canonml.spec.evaluate import CLASSIFICATION_METRICS
-from tests.conftest import tiny_spec
+from tests.conftest import start_template_run, tiny_spec
 
 
 def test_run_writes_the_run_directory(tmp_path: Path) -> None:
@@ -134,32 +133,9 @@ def test_templates_reach_their_quality(
 
 @pytest.mark.slow
 def test_kill_mid_epoch_and_resume_gives_the_same_metrics(tmp_path: Path) -> None:
-    sets = [
-        "--set",
-        "train.epochs=8",
-        "--set",
-        "train.early_stopping.patience=3",
-        "--set",
-        "track=false",
-    ]
-    baseline = canonml.run(
-        "template:digits-cnn", tmp_path / "whole", overrides=[s for s in sets if s != "--set"]
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "canonml",
-            "run",
-            "--template",
-            "digits-cnn",
-            *sets,
-            "--out",
-            str(tmp_path / "killed"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    sets = ["train.epochs=8", "train.early_stopping.patience=3", "track=false"]
+    baseline = canonml.run("template:digits-cnn", tmp_path / "whole", overrides=sets)
+    proc = start_template_run("digits-cnn", sets, tmp_path / "killed")
     last = _wait_for_checkpoint(tmp_path / "killed", proc)
     time.sleep(0.15)  # inside the next epoch
     os.kill(proc.pid, signal.SIGKILL)

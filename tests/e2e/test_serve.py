@@ -153,25 +153,6 @@ def wait_live(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError("canon serve did not come up in 30 s")
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    profile = tmp_path_factory.mktemp("chromium")
-    for arg in (
-        "--headless=new --no-sandbox --disable-gpu --no-first-run --disable-sync "
-        "--disable-background-networking --disable-component-update --window-size=1280,2000"
-    ).split() + [f"--user-data-dir={profile}"]:
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.implicitly_wait(5)
-    yield driver
-    driver.quit()
-
-
 def section(driver: Any, model: str) -> Any:
     return driver.find_element("css selector", f'section[data-model="{model}"]')
 

@@ -33,8 +33,9 @@ class Evaluation:
     extra: dict[str, Any] = field(default_factory=dict)  # what the task's report shows besides
 
     def summary(self) -> dict[str, Any]:
-        """JSON-able form for ``evaluation.json`` (no per-example arrays)."""
-        return {
+        """JSON-able form for ``evaluation.json`` (no per-example arrays); a task's
+        ``extra["details"]`` (what reproduces its numbers) as ``details``."""
+        summary = {
             "task": self.task,
             "headline": self.headline,
             "interval": list(self.interval) if self.interval else None,
@@ -44,6 +45,9 @@ class Evaluation:
             "label_names": self.label_names,
             "cv": _finite(self.cv),
         }
+        if "details" in self.extra:
+            summary["details"] = _finite(self.extra["details"])
+        return summary
 
 
 def _finite(value: Any) -> Any:

@@ -47,8 +47,7 @@ def _details(m: dict[str, Any], spec: dict[str, Any], params: int) -> str:
         f"- Version (run id): `{m['version']}`, packaged {m['created']}\n"
         f"- Task: {m['task']} on {sig['kind']} data\n"
         f"- Architecture: `{spec['model']['arch']}` ({arch}); {params:,} parameters\n"
-        f"- Input: `input` FP32 {sig['inputs'][0]['shape']} (raw values; preprocessing is "
-        "inside the graph)\n"
+        f"- Input: {_inputs(sig)}\n"
         f"- Outputs: {outputs}\n"
         f"- Trained with canonml {v['canonml']}, PyTorch {v['torch']}; ONNX opset {v['opset']}\n"
         "- Files: `model.onnx`, the weights (`weights.safetensors` in the canonml package, "
@@ -57,6 +56,14 @@ def _details(m: dict[str, Any], spec: dict[str, Any], params: int) -> str:
         f"- License: {license_}\n"
         f"- Developers and contact: {UNKNOWN}\n"
     )
+
+
+def _inputs(sig: dict[str, Any]) -> str:
+    """The graph's inputs; raw data values, or a graph of its own (a generator's noise)."""
+    if [i["name"] for i in sig["inputs"]] == ["input"]:
+        shape = sig["inputs"][0]["shape"]
+        return f"`input` FP32 {shape} (raw values; preprocessing is inside the graph)"
+    return ", ".join(f"`{i['name']}` {i['datatype']} {i['shape']}" for i in sig["inputs"])
 
 
 def _intended_use(m: dict[str, Any], spec: dict[str, Any]) -> str:
@@ -168,8 +175,9 @@ def _caveats(m: dict[str, Any], evaluation: dict[str, Any]) -> str:
     lines = [
         f"- The metrics come from one test split of {n} examples; on other data from the "
         "same source they may differ by about the width of the interval, elsewhere by more.",
-        "- Send raw values: imputation and scaling are folded into `model.onnx`.",
     ]
+    if [i["name"] for i in m["signature"]["inputs"]] == ["input"]:
+        lines.append("- Send raw values: imputation and scaling are folded into `model.onnx`.")
     per_class = evaluation.get("per_class") or []
     if per_class:
         worst = min(per_class, key=lambda r: r["recall"])

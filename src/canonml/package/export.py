@@ -19,14 +19,16 @@ from canonml.package.signature import graph_constants
 if TYPE_CHECKING:
     from torch import nn
 
-    from canonml.tasks.base import Task
+    from canonml.tasks.base import StandardGraphTask, Task
 
 OPSET = 17
 # OIP datatypes of graph inputs → torch dtypes of the sample the exporter traces with.
 TORCH_DTYPES = {"FP32": "float32", "INT64": "int64"}
 
 
-def inference_module(model: nn.Module, signature: dict[str, Any], task: Task) -> nn.Module:
+def inference_module(
+    model: nn.Module, signature: dict[str, Any], task: StandardGraphTask
+) -> nn.Module:
     """``model`` in eval mode behind in-graph preprocessing and the task's output head."""
     import torch
     from torch import nn
@@ -63,15 +65,21 @@ def inference_module(model: nn.Module, signature: dict[str, Any], task: Task) ->
 def export_onnx(model: nn.Module, signature: dict[str, Any], task: Task) -> bytes:
     """The ONNX bytes (opset 17, dynamic batch axis) of the task's graph of ``model``: its
     own (``Task.graph_module``) or raw inputs → in-graph preprocessing → model → head."""
+    wrapper = task.graph_module(model, signature)
+    return export_module(wrapper, signature["inputs"], [o["name"] for o in signature["outputs"]])
+
+
+def export_module(module: nn.Module, tensors: list[dict[str, Any]], outputs: list[str]) -> bytes:
+    """The ONNX bytes (opset 17, dynamic batch axis, weights inside) of ``module`` taking the
+    inputs ``tensors`` (name, OIP datatype, shape) and giving ``outputs`` in order."""
     import torch
 
-    wrapper = task.graph_module(model, signature) or inference_module(model, signature, task)
-    inputs = [i["name"] for i in signature["inputs"]]
+    wrapper = module
+    inputs = [i["name"] for i in tensors]
     sample = tuple(
         torch.zeros(2, *i["shape"][1:], dtype=getattr(torch, TORCH_DTYPES[i["datatype"]]))
-        for i in signature["inputs"]
+        for i in tensors
     )
-    outputs = [o["name"] for o in signature["outputs"]]
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript exporter is chosen on purpose (see the module docstring).
@@ -136,11 +144,16 @@ def onnx_doc_string(manifest: dict[str, Any]) -> str:
 
     sig = manifest["signature"]
     outputs = ", ".join(f"'{o['name']}' {o['datatype']} {o['shape']}" for o in sig["outputs"])
+    inputs = ", ".join(f"'{i['name']}' {i['datatype']} {i['shape']}" for i in sig["inputs"])
+    takes = (
+        f"Input {inputs} takes raw values, batch axis first (imputation and scaling are "
+        "inside the graph)"
+        if [i["name"] for i in sig["inputs"]] == ["input"]
+        else f"Inputs: {inputs}, batch axis first"  # a graph of its own (a generator's noise)
+    )
     return (
         f"{manifest['name']} (canonml package, version {manifest['version']}) "
-        f"{what_it_does(manifest)}. Input 'input' FP32 {sig['inputs'][0]['shape']} takes raw "
-        f"values, batch axis first (imputation and scaling are inside the graph); outputs: "
-        f"{outputs}."
+        f"{what_it_does(manifest)}. {takes}; outputs: {outputs}."
     )
 
 

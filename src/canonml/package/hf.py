@@ -29,6 +29,7 @@ TASK_NAMES = {
     "tabular-regression": "Tabular Regression",
     "image-classification": "Image Classification",
     "text-classification": "Text Classification",
+    "unconditional-image-generation": "Unconditional Image Generation",
     "other": "Other",
 }
 # canonml metric → (evaluate metric id, readable name, evaluate arguments). Metrics that
@@ -146,7 +147,10 @@ def source_tag(source: str) -> str:
 def write_hf(pkg: Package, out: Path) -> Path:
     """Write ``pkg`` as a Hugging Face model folder ``out`` (atomically); return ``out``."""
     check_target(out, ours=_is_export, what="a model folder canon export wrote")
-    write_files(out, {name: pkg.read(member) for name, member in HF_FILES.items()})
+    files = {name: pkg.read(member) for name, member in HF_FILES.items()}
+    # Files of the task's own (an autoencoder's encoder.onnx, decoder.onnx) keep their names.
+    files |= {n: pkg.read(n) for n in pkg.manifest["files"] if n not in HF_FILES.values()}
+    write_files(out, files)
     return out
 
 

@@ -28,6 +28,7 @@ def build_manifest(
     versions: dict[str, Any],
 ) -> dict[str, Any]:
     """Every manifest key but ``files`` (the writer adds the hashes last)."""
+    task = get_task(spec["task"])
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -37,7 +38,7 @@ def build_manifest(
         "license": spec.get("license"),  # an SPDX id or expression; None: not specified
         "created": created,
         "versions": versions,
-        "signature": build_signature(get_task(spec["task"]), described, state),
+        "signature": task.signature_for(build_signature(task, described, state), spec),
         "metrics": metrics,
         "headline": evaluation.get("headline"),
         "interval": evaluation.get("interval"),

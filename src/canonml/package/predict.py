@@ -22,6 +22,15 @@ def predict_inputs(
     Raises ``PackageError`` for a bad package, ``DataError`` for a bad input file.
     """
     pkg = open_package(pkg_path)
+    takes = [i.get("name") for i in pkg.signature.get("inputs") or []]
+    if takes != ["input"]:  # a generator's graph takes noise, not examples
+        hint = (
+            f"; draw images with: canon sample {pkg_path}" if pkg.signature.get("sampler") else ""
+        )
+        raise PackageError(
+            f"{pkg.path}: model.onnx takes {', '.join(map(str, takes))}, not input examples, "
+            f"so canon predict cannot run it{hint}"
+        )
     x, refs = read_inputs(pkg, [str(p) for p in inputs])
     outputs = run_graph(pkg, x, threads)
     return prediction_rows(pkg, refs, outputs)

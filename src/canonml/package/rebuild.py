@@ -26,6 +26,9 @@ def rebuild_model(spec_text: str, weights: bytes, signature: dict[str, Any]) -> 
     except CanonError as e:
         text = str(e)
         raise PackageError(text if text.startswith("spec.yaml") else f"spec.yaml: {text}") from None
-    shape = tuple(int(d) for d in signature["inputs"][0]["shape"][1:])
+    # The data's shape: a generator's graph inputs are noise, not the images it was built for.
+    shape = tuple(
+        int(d) for d in signature.get("image_shape") or signature["inputs"][0]["shape"][1:]
+    )
     io = get_task(spec).model_io(shape, signature.get("labels"))
     return load_trained(spec.model, io, weights, "weights.safetensors", PackageError)

@@ -27,7 +27,7 @@ def build_signature(task: Task, described: dict[str, Any], state: dict[str, Any]
     kind = described["kind"]
     shape = [int(d) for d in described["input_shape"]]
     labels = described.get("label_names")
-    outputs = task.outputs(labels)
+    outputs = task.outputs_for(labels, shape)
     image = kind == "image"
     return {
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, *shape]}],

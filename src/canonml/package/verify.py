@@ -1,4 +1,5 @@
-"""``canon verify``: hashes, the ONNX checker, signature ↔ graph, and PyTorch ↔ ONNX parity."""
+"""``canon verify``: hashes, the ONNX checker, signature ↔ graph, and PyTorch ↔ ONNX parity
+— of ``model.onnx`` and of every graph a task adds (``Task.extra_graphs``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from canonml.tasks import get_task
 if TYPE_CHECKING:
     import onnx
     from torch import nn
+
+    from canonml.tasks.base import Graph
 
 TOLERANCE = 1e-4  # max abs difference between ONNX Runtime and PyTorch outputs
 SAMPLES = 32
@@ -38,6 +41,8 @@ def verify_package(path: str | os.PathLike[str]) -> list[str]:
         model = _rebuilt(pkg, problems)
         if graph is not None and model is not None and not mismatched:
             problems += parity_problems(pkg, model)
+        if model is not None:
+            problems += extra_graph_problems(pkg, model)
     except (KeyError, IndexError, TypeError, ValueError) as e:
         # A hand-edited signature: report it rather than fail with a traceback.
         problems.append(f"canon.json: malformed signature ({type(e).__name__}: {e})")
@@ -74,24 +79,29 @@ def manifest_problems(pkg: Package) -> list[str]:
     return problems
 
 
-def _checked_graph(pkg: Package, problems: list[str]) -> onnx.ModelProto | None:
+def _checked_graph(
+    pkg: Package, problems: list[str], name: str = "model.onnx"
+) -> onnx.ModelProto | None:
     import onnx
 
     try:
-        model = onnx.load_from_string(pkg.read("model.onnx"))
+        model = onnx.load_from_string(pkg.read(name))
         onnx.checker.check_model(model, full_check=True)
     except PackageError as e:
         problems.append(str(e))
         return None
     except Exception as e:  # protobuf's DecodeError, onnx's ValidationError, ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        problems.append(f"model.onnx: fails the ONNX checker ({first})")
+        problems.append(f"{name}: fails the ONNX checker ({first})")
         return None
     return model
 
 
-def signature_problems(signature: dict[str, Any], graph: onnx.ModelProto) -> list[str]:
-    """Where the graph's inputs and outputs differ from ``signature`` (names, types, shapes)."""
+def signature_problems(
+    signature: dict[str, Any], graph: onnx.ModelProto, name: str = "model.onnx"
+) -> list[str]:
+    """Where the graph's inputs and outputs differ from ``signature`` (names, types, shapes;
+    for an extra graph ``name``, its entry in ``signature.graphs``)."""
     problems = []
     for side, declared, actual in (
         ("input", signature.get("inputs") or [], graph.graph.input),
@@ -101,7 +111,7 @@ def signature_problems(signature: dict[str, Any], graph: onnx.ModelProto) -> lis
         got = [(v.name, v.type.tensor_type.elem_type, _shape(v)) for v in actual]
         if want != got:
             problems.append(
-                f"model.onnx: graph {side}s {_show(got)} differ from canon.json's signature "
+                f"{name}: graph {side}s {_show(got)} differ from canon.json's signature "
                 f"{_show(want)}"
             )
     return problems
@@ -109,10 +119,7 @@ def signature_problems(signature: dict[str, Any], graph: onnx.ModelProto) -> lis
 
 def parity_problems(pkg: Package, model: nn.Module) -> list[str]:
     """Compare ONNX Runtime on seeded sample inputs with the rebuilt PyTorch model."""
-    import torch
-
     sig, task = pkg.signature, get_task(pkg.task)
-    state = sig["preprocessing"]
     feeds, inputs = task.verify_samples(sig, SAMPLES) or _raw_samples(sig)
     try:
         got = pkg.session().run(None, feeds)
@@ -120,30 +127,75 @@ def parity_problems(pkg: Package, model: nn.Module) -> list[str]:
         return [str(e)]
     except Exception as e:  # onnxruntime's own errors (bad shapes, missing ops)
         return [f"model.onnx: ONNX Runtime fails on sample inputs ({str(e).splitlines()[0]})"]
-    with torch.no_grad():
-        out = model(*(torch.from_numpy(a) for a in inputs)).double().numpy()
-    want = task.reference(out, state.get("target"))
+    want = task.reference_outputs(model, inputs, sig)
     names = [o["name"] for o in sig["outputs"]]
-    exact = task.exact_outputs()
+    problems = closeness_problems("model.onnx", names, want, list(got), task.exact_outputs())
+    if not problems:
+        problems += task.output_problems(want, list(got))
+    return problems
+
+
+def closeness_problems(
+    file: str,
+    names: list[str],
+    want: list[np.ndarray],
+    got: list[np.ndarray],
+    exact: tuple[str, ...] = (),
+) -> list[str]:
+    """One line per output of graph ``file`` whose shape or values differ from PyTorch's
+    (outputs in ``exact`` are the task's to compare)."""
     problems = []
     for name, w, g in zip(names, want, got, strict=False):
         if w.shape != g.shape:
             problems.append(
-                f"model.onnx: output '{name}' has shape {list(g.shape)}, "
-                f"PyTorch gives {list(w.shape)}"
+                f"{file}: output '{name}' has shape {list(g.shape)}, PyTorch gives {list(w.shape)}"
             )
         elif name in exact:
-            continue  # the task compares it below (an argmax is robust to near-ties)
+            continue  # the task compares it (an argmax is robust to near-ties)
         elif np.any(np.abs(w - g) > TOLERANCE * _magnitude(w)):
             diff = float(np.max(np.abs(w - g)))
             problems.append(
-                f"model.onnx: output '{name}' differs from the PyTorch model rebuilt from "
+                f"{file}: output '{name}' differs from the PyTorch model rebuilt from "
                 f"spec.yaml + weights.safetensors by {diff:.3g} (max abs; allowed {TOLERANCE:g}"
                 + (" of the value's size)" if float(np.max(np.abs(w))) > 1 else ")")
             )
-    if not problems:
-        problems += task.output_problems(want, list(got))
     return problems
+
+
+def extra_graph_problems(pkg: Package, model: nn.Module) -> list[str]:
+    """The task's extra graphs (an autoencoder's encoder and decoder): each present, checked
+    by ONNX, as ``signature.graphs`` declares it, and equal to PyTorch on seeded inputs."""
+    graphs = get_task(pkg.task).extra_graphs(model, pkg.signature)
+    listed = pkg.signature.get("graphs") or {}
+    problems = []
+    if sorted(listed) != sorted(graphs):
+        problems.append(
+            f"canon.json: signature.graphs lists {sorted(listed)}; the package's model has "
+            f"{sorted(graphs)}"
+        )
+    for name, extra in graphs.items():
+        graph = _checked_graph(pkg, problems, name)
+        if graph is None:
+            continue
+        mismatched = signature_problems(listed.get(name) or {}, graph, name)
+        problems += mismatched or _extra_parity(pkg, name, extra)
+    return problems
+
+
+def _extra_parity(pkg: Package, name: str, extra: Graph) -> list[str]:
+    import onnxruntime as ort
+    import torch
+
+    feeds = extra.feeds(SAMPLES)
+    try:
+        session = ort.InferenceSession(pkg.read(name), providers=["CPUExecutionProvider"])
+        got = session.run(None, feeds)
+    except Exception as e:  # onnxruntime's own errors
+        return [f"{name}: ONNX Runtime fails on sample inputs ({str(e).splitlines()[0]})"]
+    with torch.no_grad():
+        out = extra.module(*(torch.from_numpy(feeds[i["name"]]) for i in extra.inputs))
+    want = [t.double().numpy() for t in (out if isinstance(out, tuple) else (out,))]
+    return closeness_problems(name, [o["name"] for o in extra.outputs], want, list(got))
 
 
 def _raw_samples(sig: dict[str, Any]) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, ...]]:

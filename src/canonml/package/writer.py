@@ -13,13 +13,16 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from canonml.io import atomic_open, sha256_bytes, stable_json
 from canonml.package.reader import MANIFEST, PackageError
 from canonml.rundir import RunDir
+
+if TYPE_CHECKING:
+    from canonml.tasks.base import Graph
 
 # The run files a package is made from (all written by `canon run`).
 RUN_FILES = ("spec.yaml", "model.safetensors", "data.json", "preprocess.json", "metrics.json")
@@ -53,7 +56,7 @@ def package_files(run: RunDir) -> dict[str, bytes]:
     """Every file of the package of ``run``, ``canon.json`` first, as bytes."""
     from canonml.models.summary import count_parameters
     from canonml.package.card import model_card
-    from canonml.package.export import describe_onnx, export_onnx
+    from canonml.package.export import describe_onnx, export_module, export_onnx
     from canonml.package.manifest import build_manifest, utc_now, versions
     from canonml.package.rebuild import rebuild_model
     from canonml.tasks import get_task
@@ -76,17 +79,36 @@ def package_files(run: RunDir) -> dict[str, bytes]:
         model = rebuild_model(spec_text, weights, manifest["signature"])
     except PackageError as e:
         raise PackageError(f"{run.path}: the run's {e}") from None
+    task = get_task(spec["task"])
+    extras = task.extra_graphs(model, manifest["signature"])
+    manifest["signature"] |= extra_signature(extras)
     card = model_card(manifest, spec, evaluation, described, count_parameters(model))
     files = {
-        "model.onnx": describe_onnx(
-            export_onnx(model, manifest["signature"], get_task(spec["task"])), manifest
-        ),
+        "model.onnx": describe_onnx(export_onnx(model, manifest["signature"], task), manifest),
+        **{
+            name: export_module(g.module, g.inputs, [o["name"] for o in g.outputs])
+            for name, g in extras.items()
+        },
         "weights.safetensors": weights,
         "spec.yaml": spec_text.encode("utf-8"),
         "MODEL_CARD.md": card.encode("utf-8"),
     }
     manifest["files"] = {name: sha256_bytes(data) for name, data in files.items()}
     return {MANIFEST: stable_json(manifest).encode("utf-8"), **files}
+
+
+def extra_signature(extras: dict[str, Graph]) -> dict[str, Any]:
+    """What the signature says of a task's extra graphs: ``graphs`` (each file's inputs and
+    outputs) and, where one can be sampled, ``sampler`` (read by ``canon sample``)."""
+    if not extras:
+        return {}
+    out: dict[str, Any] = {
+        "graphs": {n: {"inputs": g.inputs, "outputs": g.outputs} for n, g in extras.items()}
+    }
+    sampler = next(({"file": n, **g.sampler} for n, g in extras.items() if g.sampler), None)
+    if sampler is not None:
+        out["sampler"] = sampler
+    return out
 
 
 def _read_run(run: RunDir) -> tuple[str, bytes, Any, Any, Any]:

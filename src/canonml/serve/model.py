@@ -84,6 +84,10 @@ class ServedModel:
         self.inputs = [_tensor(t, f"{self.name}: signature.inputs") for t in sig["inputs"]]
         self.outputs = [_tensor(t, f"{self.name}: signature.outputs") for t in sig["outputs"]]
         self.output_index = {t.name: t for t in self.outputs}
+        # Inputs whose values have a closed range (a generator's class label): [lo, hi].
+        self.ranges = {
+            str(t["name"]): (t["range"][0], t["range"][1]) for t in sig["inputs"] if t.get("range")
+        }
         self.labels: list[str] | None = sig.get("labels")
         # What the classification extension ranks: outputs of one floating score per label.
         n = len(self.labels or [])
@@ -95,6 +99,11 @@ class ServedModel:
             "image" if len(self.inputs[0].shape) == 4 else "tabular"
         )
         self.image_shape: list[int] | None = sig.get("image_shape")
+        sampler = sig.get("sampler")
+        # Only a sampler that is this graph can be drawn from over the infer route.
+        self.sampler = (
+            sampler if isinstance(sampler, dict) and sampler.get("file") == "model.onnx" else None
+        )
         self.pixel_max = float(sig.get("pixel_max") or package.manifest.get("pixel_max") or 1.0)
         start = time.perf_counter()
         self._session = package.session(threads=threads)
@@ -144,6 +153,7 @@ class ServedModel:
             "labels": self.labels,
             "image_shape": self.image_shape or list(first.shape[1:]),
             "pixel_max": self.pixel_max,
+            "sampler": self.sampler,  # a generator: the page draws from it (noise, class)
         }
 
     def _example(self) -> dict[str, np.ndarray]:

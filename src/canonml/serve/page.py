@@ -3,7 +3,10 @@
 The page is a static shell; it reads the served models from ``/ui/models`` (with the
 bearer token the person types, when the server has one) and calls the OIP v2 infer route.
 Tabular models get one number field per feature; image models a drawing canvas scaled
-to the input size. The answer is a bar chart of class probabilities.
+to the input size. The answer is a bar chart of class probabilities. A generator (a model
+whose ``sampler`` is its own graph) gets a "Generate" button instead, with a count and,
+when conditional, a class picker: the page draws standard normal noise, sends it (and the
+class) to the infer route and paints the images it gets back.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ font-size:13px}
 .bar .fill{background:#5b7bd5;height:100%}.bar.top .fill{background:#d5705b}
 .bar .name{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .error{color:#b3261e}#auth{display:none;gap:8px;align-items:center}
+.gen label{margin-right:12px;font-size:13px}.gen input{width:4em}
+canvas.samples{background:#fff;cursor:default}
 </style></head>
 <body><header><h1>canon serve</h1></header>
 <main><form id="auth"><span>This server needs a token:</span>
@@ -81,6 +86,10 @@ function render(m) {
     esc(m.versions[0]) + '</small></h2><div class="row"><div class="input"></div>' +
     '<div class="result" aria-live="polite"></div></div>';
   const box = $(".input", sec);
+  if (m.sampler) {
+    generatorInput(m, box, sec);
+    return sec;
+  }
   const read = m.kind === "image" ? canvasInput(m, box) : formInput(m, box);
   const go = document.createElement("button");
   go.className = "predict";
@@ -133,6 +142,78 @@ function canvasInput(m, el) {
   draw();
   // Pixels in the data's own range (0..pixel_max), repeated over the channels.
   return () => Array.from({length: c}, () => Array.from(grid, v => v * m.pixel_max)).flat();
+}
+
+function generatorInput(m, el, sec) {
+  const s = m.sampler, labels = m.labels || [];
+  let html = '<form class="gen"><label>images <input type="number" class="count" min="1" ' +
+    'max="100" value="20"></label>';
+  if (s.conditional) {
+    const k = s.classes || labels.length;
+    html += '<label>class <select class="class"><option value="-1">every class</option>' +
+      Array.from({length: k}, (_, i) => '<option value="' + i + '">' + esc(labels[i] ?? i) +
+      "</option>").join("") + "</select></label>";
+  }
+  el.innerHTML = html + "</form>";
+  const go = document.createElement("button");
+  go.className = "generate";
+  go.textContent = "Generate";
+  go.addEventListener("click", e => { e.preventDefault(); generate(m, sec); });
+  el.appendChild(go);
+}
+
+function gaussian(n) {  // standard normal numbers (Box-Muller): the generator's prior
+  const out = new Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(1 - Math.random())), t = 2 * Math.PI * Math.random();
+    out[i] = r * Math.cos(t);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(t);
+  }
+  return out;
+}
+
+async function generate(m, sec) {
+  const s = m.sampler, out = $(".result", sec), names = s.inputs || {};
+  try {
+    const n = Math.max(1, Math.min(100, parseInt($(".count", sec).value, 10) || 1));
+    const inputs = [{name: names.noise || s.input, shape: [n, s.latent], datatype: "FP32",
+      data: gaussian(n * s.latent)}];
+    if (s.conditional) {
+      const k = parseInt($(".class", sec).value, 10), classes = s.classes;
+      inputs.push({name: names.label || "label", shape: [n], datatype: "INT64",
+        data: Array.from({length: n}, (_, i) => k < 0 ? i % classes : k)});
+    }
+    const body = {id: "page", inputs: inputs, outputs: [{name: s.output}]};
+    sec.dataset.request = JSON.stringify(body);
+    const res = await api("/v2/models/" + encodeURIComponent(m.name) + "/infer", body);
+    paint(m, res.outputs.find(o => o.name === s.output) || res.outputs[0], out);
+  } catch (e) {
+    out.innerHTML = '<p class="error">' + esc(e.message) + "</p>";
+  }
+}
+
+function paint(m, images, out) {
+  // images: (N, C, H, W) in the data's units (0..pixel_max); grey or RGB on a grid.
+  const [n, c, h, w] = images.shape, cols = Math.ceil(Math.sqrt(n));
+  const cell = Math.max(2, Math.floor(48 / Math.max(h, w))), gap = 2;
+  const cv = document.createElement("canvas");
+  cv.className = "samples";
+  cv.width = cols * (w * cell + gap);
+  cv.height = Math.ceil(n / cols) * (h * cell + gap);
+  const ctx = cv.getContext("2d"), d = images.data, top = m.pixel_max || 255, px = h * w;
+  const level = v => Math.round(255 * Math.min(1, Math.max(0, v / top)));
+  for (let k = 0; k < n; k++) {
+    const x0 = (k % cols) * (w * cell + gap), y0 = Math.floor(k / cols) * (h * cell + gap);
+    for (let i = 0; i < px; i++) {
+      const at = k * c * px + i, g = level(d[at]);
+      const rgb = c >= 3 ? [g, level(d[at + px]), level(d[at + 2 * px])] : [g, g, g];
+      ctx.fillStyle = "rgb(" + rgb.join(",") + ")";
+      ctx.fillRect(x0 + (i % w) * cell, y0 + Math.floor(i / w) * cell, cell, cell);
+    }
+  }
+  out.dataset.images = String(n);
+  out.innerHTML = '<div class="headline">' + n + " generated images</div>";
+  out.appendChild(cv);
 }
 
 async function predict(m, read, sec) {

@@ -167,6 +167,11 @@ def _inputs(entries: Any, model: ServedModel, binary: memoryview) -> dict[str, n
             )
     if len(binary):
         raise ServeError(f"{len(binary)} bytes of binary data after the last binary input")
+    for name, (lo, hi) in model.ranges.items():
+        values = feeds[name]
+        if values.size and (values.min() < lo or values.max() > hi):
+            bad = values[(values < lo) | (values > hi)].flat[0]
+            raise ServeError(f"input {name!r}: values must be in {lo}..{hi}, got {bad}")
     return feeds
 
 

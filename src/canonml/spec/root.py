@@ -44,8 +44,9 @@ class Spec(StrictModel):
     @classmethod
     def _task_defaults(cls, raw: Any) -> Any:
         """Fill the defaults that depend on the task, once, before anything is validated:
-        ``evaluate.metrics`` (all of the task's) and ``data.split.stratify`` (by class for
-        classification). A value the user gave is never rewritten; the rules check it."""
+        ``evaluate.metrics`` (all of the task's), ``data.split.stratify`` (by class for
+        classification) and ``data.preprocess.scale`` where the task has its own. A
+        value the user gave is never rewritten; the rules check it."""
         if not isinstance(raw, dict):
             return raw
         variant = task_class(task_name(raw.get("task")))
@@ -59,7 +60,14 @@ class Spec(StrictModel):
         split = data.get("split") if isinstance(data, dict) else None
         if isinstance(data, dict) and isinstance(split, dict | type(None)):
             if (split or {}).get("stratify") is None:
-                raw["data"] = {**data, "split": {**(split or {}), "stratify": variant.stratify}}
+                raw["data"] = data = {
+                    **data,
+                    "split": {**(split or {}), "stratify": variant.stratify},
+                }
+        pre = data.get("preprocess") if isinstance(data, dict) else None
+        if variant.scale and isinstance(data, dict) and isinstance(pre, dict | type(None)):
+            if (pre or {}).get("scale") is None:  # a reconstruction's [0, 1] inputs
+                raw["data"] = {**data, "preprocess": {**(pre or {}), "scale": variant.scale}}
         return raw
 
     @model_validator(mode="after")
@@ -99,6 +107,9 @@ class Spec(StrictModel):
             )
         if self.data.scheme == "csv" and task.needs_target and not self.data.target:
             raise _at("data.target", "a csv source needs the target column's name")
+        problem = task.cross_check(self)
+        if problem is not None:
+            raise _at(*problem)
         return self
 
 

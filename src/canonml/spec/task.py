@@ -66,6 +66,12 @@ class TaskSpec(StrictModel):
     needs_target: ClassVar[bool] = True  # a csv source needs data.target
     scores_anomalies: ClassVar[bool] = False  # evaluate.anomaly applies
     archs: ClassVar[tuple[str, ...]] = ("mlp", "cnn")  # the model.arch values it trains
+    scale: ClassVar[str | None] = None  # data.preprocess.scale default (None: the section's)
+
+    def cross_check(self, spec: Any) -> tuple[str, str] | None:
+        """The task's own rule across sections of ``spec`` (a validated ``Spec``): the spec
+        path and the problem of the first one broken, or None."""
+        return None
 
     @model_serializer(mode="wrap")
     def _as_name(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
@@ -105,6 +111,24 @@ class ReconstructionTask(TaskSpec):
     needs_target = False
     scores_anomalies = True
     archs = ("autoencoder", "vae")
+    scale = "minmax"  # inputs in [0, 1]: what a sigmoid decoder reproduces, in those units
+
+    def cross_check(self, spec: Any) -> tuple[str, str] | None:
+        output, scale = getattr(spec.model, "output", None), spec.data.preprocess.scale
+        if output == "sigmoid" and scale != "minmax":
+            return (
+                "data.preprocess.scale",
+                f"{scale} takes inputs outside [0, 1], which a sigmoid decoder cannot "
+                "reconstruct; use minmax (the default for task reconstruction), or set "
+                "model.output: linear",
+            )
+        if spec.train.loss == "bce" and output != "sigmoid":
+            return (
+                "train.loss",
+                "bce needs outputs in [0, 1]: use model.output: sigmoid (with "
+                "data.preprocess.scale: minmax), or train.loss: mse",
+            )
+        return None
 
 
 class GenerationTask(TaskSpec):
@@ -132,6 +156,42 @@ class GenerationTask(TaskSpec):
     stratify = True
     needs_target = False
     archs = ("gan", "dcgan")
+    scale = "minmax"  # pixels in [0, 1], which the task maps to the tanh generator's [-1, 1]
+
+    def cross_check(self, spec: Any) -> tuple[str, str] | None:
+        data = spec.data
+        if not data.is_image_source:
+            return (
+                "data.source",
+                f"task generation makes images, but '{data.source}' gives table rows (use "
+                "sklearn:digits, idx:DIR, cifar10:DIR or images:DIR)",
+            )
+        if data.preprocess.scale != "minmax":
+            return (
+                "data.preprocess.scale",
+                f"task generation trains a tanh generator on pixels mapped to [-1, 1] from "
+                f"minmax's [0, 1], got {data.preprocess.scale} (use minmax, the default for "
+                "task generation)",
+            )
+        if data.augment is not None:
+            return (
+                "data.augment",
+                "task generation learns the images as they are: augmenting the real ones "
+                "changes what the generator imitates; remove data.augment",
+            )
+        if spec.train.label_smoothing > 0:
+            return (
+                "train.label_smoothing",
+                "is the classifier's; a GAN's discriminator takes task.label_smoothing (one-sided)",
+            )
+        reg = spec.train.regularization
+        if reg.l1 > 0 or reg.l2 > 0:
+            return (
+                "train.regularization",
+                "a GAN step adds no L1/L2 penalty; use train.optimizer.weight_decay (and "
+                "task.d_optimizer.weight_decay)",
+            )
+        return None
 
 
 TASK_VARIANTS: tuple[type[TaskSpec], ...] = (

@@ -10,6 +10,7 @@ from canonml.spec.base import StrictModel
 
 Positive = Annotated[float, Field(gt=0.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
+Decay = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class OptimizerSpec(StrictModel):
@@ -17,6 +18,11 @@ class OptimizerSpec(StrictModel):
     lr: Positive = 1.0e-3
     weight_decay: NonNegative = 0.0
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    betas: tuple[Decay, Decay] = Field(
+        (0.9, 0.999),
+        description="adam/adamw: decay rates of the gradient's running mean and square "
+        "(GANs train with [0.5, 0.999], after DCGAN)",
+    )
 
 
 class ScheduleSpec(StrictModel):

@@ -23,7 +23,15 @@ def get_task(spec_or_name: Any) -> Task:
 
     task = getattr(spec_or_name, "task", spec_or_name)
     name = task.name if isinstance(task, TaskSpec) else task_name(task)
-    return TASKS.get(name)()
+    made = TASKS.get(name)()
+    made.options = task if isinstance(task, TaskSpec) else None  # a name: the defaults
+    return made
 
 
 from canonml.tasks import classification, regression  # noqa: E402,F401  (registration)
+
+# isort: split
+from canonml.tasks import reconstruction  # noqa: E402,F401  (registration)
+
+# isort: split
+from canonml.tasks import generation  # noqa: E402,F401  (registration)

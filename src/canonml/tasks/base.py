@@ -18,6 +18,7 @@ task without it.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -56,11 +57,31 @@ class Predictions:
     extra: dict[str, Any] | None = None
 
 
+@dataclass
+class Graph:
+    """A graph a package holds besides ``model.onnx`` (a VAE's decoder), exported and
+    verified like it: ``module`` (a ``torch.nn.Module``, eval mode) maps the ``inputs`` to the
+    ``outputs`` in order (each name, OIP datatype, shape; ``-1`` = the batch axis).
+
+    ``feeds(n)``: ``n`` seeded inputs for ``canon verify``; ``sampler``: the signature's
+    ``sampler`` entry (less ``file``) when ``canon sample`` can draw from the graph.
+    """
+
+    module: Any
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    feeds: Callable[[int], dict[str, np.ndarray]]
+    sampler: dict[str, Any] | None = None
+
+
 class Task(abc.ABC):
     """The behaviour of one task; ``spec_class`` holds its facts on the spec side."""
 
     name: ClassVar[str]
     spec_class: ClassVar[type[TaskSpec]]
+    # The spec's task section (its options: a GAN's d_steps, samples), set by ``get_task``;
+    # None when the task was called by name (the defaults apply).
+    options: TaskSpec | None = None
 
     # ---- data (canonml.data.target.Targets)
 
@@ -94,11 +115,20 @@ class Task(abc.ABC):
 
         return (torch.from_numpy(split.x), torch.from_numpy(split.y))
 
-    def example(self, split: Split) -> tuple[torch.Tensor, ...]:
-        """The model's inputs for one example (batch axis 1): to summarise and time it."""
+    def example(
+        self, split: Split, model: torch.nn.Module | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """The model's inputs for one example (batch axis 1): to summarise and time it
+        (``model``: for inputs that are not the data's, such as a generator's noise)."""
         import torch
 
         return (torch.from_numpy(split.x[:1]),)
+
+    def summary(self, model: torch.nn.Module, split: Split) -> list[dict[str, Any]]:
+        """The report's architecture table (one row per layer; a GAN lists G and D)."""
+        from canonml.models.summary import summarize
+
+        return summarize(model, self.example(split, model))
 
     @abc.abstractmethod
     def make_step(self, spec: Spec, model: torch.nn.Module, augment: Augment | None) -> Step:
@@ -145,23 +175,34 @@ class Task(abc.ABC):
         feeds, the PyTorch model's inputs); None: raw rows or images for the standard graph."""
         return None
 
+    @abc.abstractmethod
     def graph_module(self, model: torch.nn.Module, signature: dict[str, Any]) -> Any:
-        """The module exported as ``model.onnx`` when the task has a graph of its own (a
-        generator taking noise); None: the standard graph — raw inputs, preprocessing in the
-        graph, the model, ``head``."""
-        return None
+        """The module exported as ``model.onnx`` (eval mode): it maps the signature's inputs
+        to its outputs, in order."""
+
+    def extra_graphs(self, model: torch.nn.Module, signature: dict[str, Any]) -> dict[str, Graph]:
+        """Graphs the package holds besides ``model.onnx``, by file name (an autoencoder's
+        ``encoder.onnx`` and ``decoder.onnx``); the writer exports them, ``verify`` checks
+        them against PyTorch."""
+        return {}
+
+    def signature_for(self, signature: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        """The package signature for the task's own graph (``spec``: the resolved spec as
+        plain data): a generator's ``noise`` (and ``label``) inputs and its ``sampler``
+        entry; by default the standard signature (raw ``input``) unchanged."""
+        return signature
 
     @abc.abstractmethod
-    def outputs(self, labels: list[str] | None) -> list[dict[str, Any]]:
-        """The graph's outputs: name, OIP datatype, shape (``-1`` = the batch axis)."""
+    def outputs_for(self, labels: list[str] | None, input_shape: list[int]) -> list[dict[str, Any]]:
+        """The graph's outputs for inputs of ``input_shape`` (one example): name, OIP
+        datatype, shape (``-1`` = the batch axis), as the signature lists them."""
 
     @abc.abstractmethod
-    def head(self, out: torch.Tensor, target: dict[str, float] | None) -> Any:
-        """Inside the exported graph: the model's output → the package's outputs."""
-
-    @abc.abstractmethod
-    def reference(self, out: np.ndarray, target: dict[str, float] | None) -> list[np.ndarray]:
-        """What the graph must give for the PyTorch model's raw output ``out`` (``verify``)."""
+    def reference_outputs(
+        self, model: torch.nn.Module, inputs: tuple[np.ndarray, ...], signature: dict[str, Any]
+    ) -> list[np.ndarray]:
+        """PyTorch's side of ``verify``: what ``model.onnx`` must give for the model inputs
+        ``inputs``."""
 
     def output_problems(self, want: list[np.ndarray], got: list[np.ndarray]) -> list[str]:
         """Problems beyond per-output closeness (``verify``), e.g. a wrong argmax."""
@@ -184,6 +225,55 @@ class Task(abc.ABC):
     def pipeline_tag(self, kind: str) -> str:
         """The Hugging Face Hub task tag for data of ``kind`` (tabular, image)."""
         return self.name
+
+
+class LabelTargets:
+    """Targets that are class labels (index into the data's label names), stratified by."""
+
+    def encode_targets(self, data: Dataset) -> Dataset:
+        from canonml.data.target import as_labels
+
+        return as_labels(data)
+
+    def strata(self, y: np.ndarray) -> np.ndarray | None:
+        return y
+
+    def target_array(self, y: np.ndarray, fitted: dict[str, Any] | None) -> np.ndarray:
+        return y.astype(np.int64, copy=False)
+
+
+class StandardGraphTask(Task):
+    """A task whose ``model.onnx`` is the standard graph: raw inputs → the fitted
+    preprocessing (in the graph) → the model → the task's ``head``."""
+
+    @abc.abstractmethod
+    def outputs(self, labels: list[str] | None) -> list[dict[str, Any]]:
+        """The graph's outputs: name, OIP datatype, shape (``-1`` = the batch axis)."""
+
+    @abc.abstractmethod
+    def head(self, out: torch.Tensor, target: dict[str, float] | None) -> Any:
+        """Inside the exported graph: the model's output → the package's outputs."""
+
+    @abc.abstractmethod
+    def reference(self, out: np.ndarray, target: dict[str, float] | None) -> list[np.ndarray]:
+        """What the graph must give for the PyTorch model's raw output ``out`` (``verify``)."""
+
+    def graph_module(self, model: torch.nn.Module, signature: dict[str, Any]) -> Any:
+        from canonml.package.export import inference_module
+
+        return inference_module(model, signature, self)
+
+    def outputs_for(self, labels: list[str] | None, input_shape: list[int]) -> list[dict[str, Any]]:
+        return self.outputs(labels)
+
+    def reference_outputs(
+        self, model: torch.nn.Module, inputs: tuple[np.ndarray, ...], signature: dict[str, Any]
+    ) -> list[np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            out = model(*(torch.from_numpy(a) for a in inputs)).double().numpy()
+        return self.reference(out, signature["preprocessing"].get("target"))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -7,11 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from canonml.data.dataset import Dataset
-from canonml.data.target import as_labels
 from canonml.spec.task import ClassificationTask
 from canonml.tasks import TASKS
-from canonml.tasks.base import PlotJob, Predictions, Task, model_outputs, softmax
+from canonml.tasks.base import (
+    LabelTargets,
+    PlotJob,
+    Predictions,
+    StandardGraphTask,
+    model_outputs,
+    softmax,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -27,18 +32,9 @@ TOLERANCE = 1e-4  # canon verify's closeness, for telling near-ties from wrong l
 
 
 @TASKS.register(ClassificationTask.model_fields["name"].default)
-class Classification(Task):
+class Classification(LabelTargets, StandardGraphTask):
     name = ClassificationTask.model_fields["name"].default
     spec_class = ClassificationTask
-
-    def encode_targets(self, data: Dataset) -> Dataset:
-        return as_labels(data)
-
-    def strata(self, y: np.ndarray) -> np.ndarray | None:
-        return y
-
-    def target_array(self, y: np.ndarray, fitted: dict[str, Any] | None) -> np.ndarray:
-        return y.astype(np.int64, copy=False)
 
     def make_step(self, spec: Spec, model: torch.nn.Module, augment: Augment | None) -> Step:
         from canonml.tasks.steps import ClassificationStep

@@ -13,7 +13,7 @@ from canonml.model_io import ModelIO
 from canonml.spec.data import PreprocessSpec
 from canonml.spec.task import RegressionTask
 from canonml.tasks import TASKS
-from canonml.tasks.base import PlotJob, Predictions, Task, model_outputs
+from canonml.tasks.base import PlotJob, Predictions, StandardGraphTask, model_outputs
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +31,7 @@ def unscale(values: np.ndarray, target: dict[str, float] | None) -> np.ndarray:
 
 
 @TASKS.register(NAME)
-class Regression(Task):
+class Regression(StandardGraphTask):
     name = NAME
     spec_class = RegressionTask
 

@@ -65,9 +65,11 @@ def log_package_model(
     sig = manifest["signature"]
     graph = onnx.load_model_from_string((package_dir / "model.onnx").read_bytes())
     feeds = None
-    if example:
-        first = sig["inputs"][0]
-        feeds = {first["name"]: np.asarray(example, dtype=_NUMPY[first["datatype"]])}
+    first = sig["inputs"][0]
+    rows = np.asarray(example, dtype=_NUMPY[first["datatype"]]) if example else None
+    # Examples are the data's rows: a graph of other inputs (a generator's noise) gets none.
+    if rows is not None and list(rows.shape[1:]) == list(first["shape"][1:]):
+        feeds = {first["name"]: rows}
     info = mlflow.onnx.log_model(
         graph,
         name=MODEL_NAME,

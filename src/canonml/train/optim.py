@@ -28,12 +28,12 @@ def _momentum(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter]) -> torc
 
 @OPTIMIZERS.register("adam")
 def _adam(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
 
 
 @OPTIMIZERS.register("adamw")
 def _adamw(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
 
 
 class Schedule:

@@ -53,13 +53,17 @@ def load_csv(arg: str, spec: DataSpec) -> Dataset:
 
 
 def _load(table: Table, spec: DataSpec) -> Dataset:
-    target = str(spec.target)
-    _check_column("data.target", target, table)
+    target = spec.target  # None: no target column (a task that needs none: every column)
+    if target is not None:
+        _check_column("data.target", target, table)
     chosen = _chosen_columns(table, spec)
-    table, y, no_target = _target(table, target, set(spec.missing))
+    if target is None:
+        y, no_target = np.zeros(len(table)), 0
+    else:
+        table, y, no_target = _target(table, target, set(spec.missing))
     numeric: dict[str, np.ndarray] = {}
     cats: dict[str, Categorical] = {}
-    kinds = {target: ("target", no_target)}
+    kinds = {target: ("target", no_target)} if target is not None else {}
     for name in table.header:
         if name == target:
             continue
