@@ -415,6 +415,51 @@ def sample(
 
 
 @app.command()
+def generate(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="a language model's package (directory or .zip) or its run directory",
+            show_default=False,
+        ),
+    ],
+    prompt: Annotated[str, typer.Option(help="the text to continue")] = "",
+    max_new_tokens: Annotated[int, typer.Option(help="the most new tokens")] = 200,
+    temperature: Annotated[float, typer.Option(help="sampling temperature; 0: greedy")] = 0.8,
+    top_k: Annotated[int, typer.Option(help="sample among the k likeliest tokens; 0: all")] = 50,
+    top_p: Annotated[
+        float, typer.Option(help="sample within this share of the probability (nucleus)")
+    ] = 0.95,
+    seed: Annotated[int, typer.Option(help="the same seed and settings, the same text")] = 0,
+) -> None:
+    """Continue a prompt with ONNX Runtime and tokenizers only (no torch), streaming the
+    tokens as they come.
+
+    Example: canon generate runs/news-gpt/20261201-101500-ab12 --prompt 中国 --seed 1
+    """
+    from canonml.package.generate import open_generator
+
+    try:
+        gen = open_generator(source)
+        pieces = gen.generate(
+            prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+        )
+        sys.stdout.write(prompt)
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except CanonError as e:
+        fail(e)
+
+
+@app.command()
 def serve(
     packages: Annotated[
         list[Path], typer.Argument(help="package directories or .zip files", show_default=False)

@@ -114,7 +114,9 @@ def _run(
         loaded = load_data(spec, task)
         data, pool = split_loaded(spec, loaded, task)
         torch.manual_seed(spec.seed)
-        model = build_model(spec.model, task.model_io(data.input_shape, data.label_names))
+        model = build_model(
+            spec.model, task.model_io(data.input_shape, data.label_names, data.preprocess)
+        )
     painter.start()  # now: the tracking worker has done its imports; the model trains next
     with _threads(spec, task, model, data):
         if run_dir is None:
@@ -187,6 +189,8 @@ def _write_inputs(run_dir: RunDir, spec: Spec, data: Prepared) -> None:
     atomic_write(run_dir.spec, spec_to_yaml(spec))
     write_json(run_dir.data, data.describe())
     write_json(run_dir.preprocess, data.preprocess)
+    for name, content in data.files.items():  # learned artefacts: a text's tokenizer.json
+        atomic_write(run_dir.path / name, content)
 
 
 def _train(

@@ -21,6 +21,7 @@ from canonml.spec.model import (
     CNNSpec,
     DCGANSpec,
     GANSpec,
+    GPTSpec,
     MLPSpec,
     ModelSpec,
     VAESpec,
@@ -61,7 +62,7 @@ def test_a_miss_names_the_spec_path_and_suggests() -> None:
     with pytest.raises(
         Exception,
         match=r"model.arch: unknown model 'mpl'; did you mean 'mlp'\? "
-        r"known: autoencoder, cnn, dcgan, gan, mlp, vae",
+        r"known: autoencoder, cnn, dcgan, gan, gpt, mlp, vae",
     ):
         MODELS.get("mpl")
 
@@ -81,6 +82,7 @@ MODEL_CASES = {
         ModelIO((1, 8, 8), n_classes=3),
     ),
     "dcgan": (DCGANSpec(latent=4, g_channels=[8, 4], d_channels=[4, 8]), ModelIO((1, 8, 8))),
+    "gpt": (GPTSpec(layers=1, heads=2, dim=8, context=8), ModelIO((8,), 11)),
 }
 
 
@@ -90,6 +92,8 @@ def forward_shape(spec: object, io: ModelIO) -> tuple[tuple[int, ...], tuple[int
         return (spec.latent,), (2, *io.input_shape)
     if isinstance(spec, AutoencoderSpec | VAESpec):
         return io.input_shape, (2, *io.input_shape)
+    if isinstance(spec, GPTSpec):  # token ids → next-token logits at every position
+        return io.input_shape, (2, *io.input_shape, io.n_outputs)
     return io.input_shape, (2, io.n_outputs)
 
 
@@ -100,6 +104,8 @@ def test_every_model_builds_runs_and_round_trips(arch: str) -> None:
     model = build_model(spec, io)
     task = next(v for v in TASK_VARIANTS if arch in v.archs).model_fields["name"].default
     data = {"source": "sklearn:digits" if len(io.input_shape) == 3 else "sklearn:iris"}
+    if isinstance(spec, GPTSpec):
+        data = {"source": "corpus:corpus.txt"}
     full = load_spec(tiny_spec(model=spec.model_dump(), task=task, data=data))
     again = load_spec(yaml.safe_load(spec_to_yaml(full)))
     assert again.model == spec
@@ -108,7 +114,8 @@ def test_every_model_builds_runs_and_round_trips(arch: str) -> None:
     for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     shape, expected = forward_shape(spec, io)
-    out = model(torch.randn(2, *shape))
+    x = torch.randint(0, io.n_outputs, (2, *shape)) if isinstance(spec, GPTSpec) else None
+    out = model(x if x is not None else torch.randn(2, *shape))
     assert (out[0] if isinstance(out, tuple) else out).shape == expected
 
 

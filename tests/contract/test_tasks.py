@@ -20,6 +20,7 @@ ARCHS: dict[str, dict[str, Any]] = {
     "vae": {"arch": "vae", "hidden": [16], "latent": 2},
     "gan": {"arch": "gan", "latent": 4, "g_hidden": [16], "d_hidden": [16]},
     "dcgan": {"arch": "dcgan", "latent": 4, "g_channels": [8, 4], "d_channels": [4, 8]},
+    "gpt": {"arch": "gpt", "layers": 1, "heads": 2, "dim": 16, "context": 16},
 }
 IMAGES = {"cnn", "autoencoder", "vae", "gan", "dcgan"}
 CASES = [
@@ -40,6 +41,11 @@ def test_a_run_trains_predicts_exports_and_verifies(task: str, arch: str, tmp_pa
     source = "sklearn:digits" if arch in IMAGES else "sklearn:iris"
     if task == "regression" and arch not in IMAGES:
         source = "sklearn:diabetes"
+    if arch == "gpt":  # a small corpus of repeated sentences, in a plain-text file
+        corpus = tmp_path / "corpus.txt"
+        lines = [f"第{i % 7}行：今天天气很好，我们去公园散步。" for i in range(60)]
+        corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        source = f"corpus:{corpus}"
     spec = {
         "name": "contract",
         "task": task,

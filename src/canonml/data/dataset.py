@@ -51,13 +51,15 @@ class Dataset:
     """Raw examples from one source.
 
     ``x`` is ``(N, F)`` float64 for tabular data (NaN marks a missing cell) or
-    ``(N, C, H, W)`` float32 raw pixel values for images. ``y`` is ``(N,)`` int64 class
-    indices (classification) or ``(N,)`` float64 targets (regression).
+    ``(N, C, H, W)`` float32 raw pixel values for images, or ``(N,)`` an object array of
+    ``str`` for text (one example each; tokenized by preprocessing). ``y`` is ``(N,)`` int64
+    class indices (classification; text sources with labels set ``label_names``) or
+    ``(N,)`` float64 targets (regression); a corpus has int64 zeros and no label names.
     """
 
     x: np.ndarray
     y: np.ndarray
-    kind: Literal["tabular", "image"]
+    kind: Literal["tabular", "image", "text"]
     feature_names: list[str]
     label_names: list[str] | None = None
     # Tabular only: the categorical columns by name.
@@ -68,6 +70,8 @@ class Dataset:
     pixel_max: float | None = None
     # csv only: every column of the file, {"name", "kind", "missing"} (for data.json).
     columns: list[dict[str, Any]] = field(default_factory=list)
+    # What a source did to its file that data.json shows (text: repeats and conflicts dropped).
+    info: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -83,6 +87,7 @@ class Dataset:
             categorical={k: v.take(idx) for k, v in self.categorical.items()},
             pixel_max=self.pixel_max,
             columns=self.columns,
+            info=self.info,
         )
 
     @property

@@ -9,17 +9,27 @@ from typing import Any
 import numpy as np
 
 from canonml.data.dataset import Dataset
-from canonml.data.preprocess import apply_preprocess, fit_preprocess
+from canonml.data.preprocess import (
+    apply_preprocess,
+    apply_text,
+    fit_preprocess,
+    fit_text,
+    warn_unknown,
+)
 from canonml.data.sources import load_source
 from canonml.data.split import split_indices
 from canonml.data.target import Targets
-from canonml.errors import DataError
+from canonml.errors import DataError, SpecError
 from canonml.spec.root import Spec
+
+SPLITS = ("train", "val", "test")
 
 
 @dataclass
 class Split:
-    """Model-ready examples: ``x`` float32 ``(N, F)`` or ``(N, C, H, W)``; ``y`` as encoded."""
+    """Model-ready examples: ``x`` float32 ``(N, F)`` or ``(N, C, H, W)``, or int64 token
+    ids for text — ``(N, max_length)`` rows, or ``(n, max_length + 1)`` windows when packed;
+    ``y`` as encoded (zeros for packed windows)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -42,6 +52,9 @@ class Prepared:
     preprocess: dict[str, Any]
     fingerprint: str
     info: dict[str, Any] = field(default_factory=dict)
+    # Learned artefacts written into the run directory (and the package) beside
+    # preprocess.json, by file name: text has "tokenizer.json".
+    files: dict[str, bytes] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description for the run directory (``data.json``)."""
@@ -79,6 +92,7 @@ def load_data(spec: Spec, targets: Targets) -> Loaded:
         info["pixel_max"] = raw.pixel_max
     if raw.columns:
         info["columns"] = raw.columns
+    info |= raw.info
     if spec.data.preprocess.dedupe:
         raw, info["duplicates_removed"] = _dedupe(raw)
     return Loaded(raw, official_test, info)
@@ -113,14 +127,19 @@ def build_splits(
     test_raw: Dataset,
 ) -> Prepared:
     """Fit preprocessing on ``train_raw`` and turn the three splits into model inputs."""
-    state = fit_preprocess(train_raw, spec.data.preprocess)
+    parts = (train_raw, val_raw, test_raw)
+    if train_raw.kind == "text":
+        state, inputs, files, info = _text_inputs(spec, parts)
+    else:
+        state, files, info = fit_preprocess(train_raw, spec.data.preprocess), {}, {}
+        inputs = []
+        for part in parts:
+            x, keep = apply_preprocess(state, part)
+            inputs.append((x, part.y[keep]))
     fitted = targets.fit_target(train_raw.y, spec.data.preprocess)
     if fitted is not None:
         state["target"] = fitted
-    splits = []
-    for part in (train_raw, val_raw, test_raw):
-        x, keep = apply_preprocess(state, part)
-        splits.append(Split(x=x, y=targets.target_array(part.y[keep], fitted)))
+    splits = [Split(x=x, y=targets.target_array(y, fitted)) for x, y in inputs]
     if len(splits[0]) == 0:
         raise DataError(
             "no training rows left after preprocessing (data.preprocess.impute: "
@@ -137,8 +156,37 @@ def build_splits(
         label_names=loaded.raw.label_names,
         preprocess=state,
         fingerprint=fingerprint(train_raw),
-        info=loaded.info,
+        info={**loaded.info, **info},
+        files=files,
     )
+
+
+def _text_inputs(
+    spec: Spec, parts: tuple[Dataset, Dataset, Dataset]
+) -> tuple[dict[str, Any], list[tuple[np.ndarray, np.ndarray]], dict[str, bytes], dict[str, Any]]:
+    """Tokenizer, token ids of each split, the tokenizer file and the facts for data.json."""
+    text = spec.data.text
+    if text is None:  # the spec fills data.text in for every text source
+        raise ValueError("a text source without data.text")
+    state, tokenizer = fit_text(parts[0], text)
+    inputs, facts = [], {}
+    for name, part in zip(SPLITS, parts, strict=True):
+        x, y, facts[name] = apply_text(state, tokenizer, part)
+        if state["pack"] and len(part) and not len(x):
+            raise SpecError(
+                "data.text.max_length",
+                f"the {name} split has fewer tokens than one window of max_length + 1 = "
+                f"{text.max_length + 1}; lower it or give more text",
+            )
+        inputs.append((x, y))
+    warn_unknown(state, tokenizer, facts["train"]["unknown_rate"])
+    state["unknown_rate"] = {n: f["unknown_rate"] for n, f in facts.items()}
+    keys = ("tokenizer_kind", "vocab_size", "max_length", "pack", "unknown_rate")
+    info = {k: state[k] for k in keys}
+    for key in ("truncated", "windows"):
+        if key in facts["train"]:
+            info[key] = {n: f[key] for n, f in facts.items()}
+    return state, inputs, {state["tokenizer"]: tokenizer.to_str().encode("utf-8")}, {"text": info}
 
 
 def fingerprint(data: Dataset) -> str:
@@ -149,7 +197,7 @@ def fingerprint(data: Dataset) -> str:
     """
     y = np.asarray(data.y)
     chunks: list[bytes | memoryview] = [
-        _contiguous(data.x),
+        *(_text_chunks(data.x) if data.kind == "text" else [_contiguous(data.x)]),
         _contiguous(y if y.dtype.kind in "biuf" else y.astype(str)),
     ]
     for name in sorted(data.categorical):
@@ -168,9 +216,22 @@ def _contiguous(a: np.ndarray) -> memoryview:
     return np.ascontiguousarray(a).data.cast("B")
 
 
+def _text_chunks(texts: np.ndarray) -> list[bytes | memoryview]:
+    """Texts by their UTF-8 bytes (an object array's own buffer holds pointers): the
+    lengths, so that the joined bytes split one way only, then the bytes."""
+    encoded = [t.encode("utf-8") for t in texts.tolist()]
+    return [_contiguous(np.array([len(b) for b in encoded], dtype=np.int64)), b"".join(encoded)]
+
+
 def _dedupe(raw: Dataset) -> tuple[Dataset, int]:
     """Keep the first of each set of identical examples (same bytes, same target)."""
     n = len(raw)
+    if raw.kind == "text":
+        seen: dict[tuple[str, Any], int] = {}  # (text, target) → its first row
+        for i, key in enumerate(zip(raw.x.tolist(), np.asarray(raw.y).tolist(), strict=True)):
+            seen.setdefault(key, i)
+        rows_kept = np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
+        return raw.take(rows_kept), n - len(rows_kept)
     parts = [raw.x.reshape(n, int(np.prod(raw.x.shape[1:]))), np.asarray(raw.y).reshape(n, 1)]
     parts += [col.codes.reshape(n, 1) for col in raw.categorical.values()]
     rows = np.hstack([np.ascontiguousarray(p).view(np.uint8).reshape(n, -1) for p in parts])

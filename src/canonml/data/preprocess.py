@@ -1,24 +1,34 @@
-"""Preprocessing fitted on the train split: impute, one-hot, scale (pure numpy).
+"""Preprocessing fitted on the train split: impute, one-hot, scale (pure numpy); tokenize.
 
 The fitted state is plain JSON (it goes to the run directory and the package) and every
-transform is ``(x - shift) / scale`` per output feature or channel, so a runtime can fold it
-into the inference graph.
+tabular or image transform is ``(x - shift) / scale`` per output feature or channel, so a
+runtime can fold it into the inference graph. Text is tokenized instead: the state names
+the tokenizer file (an artefact beside it, ``tokenizer.json``) and its special ids.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from canonml.data.dataset import Categorical, Dataset
-from canonml.spec.data import PreprocessSpec
+from canonml.errors import CanonWarning, SpecError
+from canonml.spec.data import PreprocessSpec, TextSpec
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 State = dict[str, Any]
+# More unknown tokens than this in the training split: the tokenizer does not fit the text.
+UNKNOWN_WARNING = 0.05
 
 
 def fit_preprocess(train: Dataset, spec: PreprocessSpec) -> State:
     """Learn imputation values, categories and scaling constants from ``train``."""
+    if train.kind == "text":
+        raise ValueError("text is tokenized: fit_text trains its tokenizer")
     if train.kind == "image":
         return _fit_image(train, spec)
     x = train.x
@@ -51,8 +61,17 @@ def fit_preprocess(train: Dataset, spec: PreprocessSpec) -> State:
     }
 
 
-def apply_preprocess(state: State, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Transform ``data`` to a float32 model input; returns (x, kept-row mask)."""
+def apply_preprocess(
+    state: State, data: Dataset, tokenizer: Tokenizer | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Transform ``data`` to a float32 model input (int64 token ids for text, which needs
+    the ``tokenizer`` the state names); returns (x, kept-row mask). Packed text changes
+    the number of rows: use ``apply_text`` for it."""
+    if state["kind"] == "text":
+        if tokenizer is None or state["pack"]:
+            raise ValueError("packed text, or text without its tokenizer: use apply_text")
+        x, _, _ = apply_text(state, tokenizer, data)
+        return x, np.ones(len(data), dtype=bool)
     if state["kind"] == "image":
         shift = np.array(state["shift"], dtype=np.float32).reshape(1, -1, 1, 1)
         scale = np.array(state["scale"], dtype=np.float32).reshape(1, -1, 1, 1)
@@ -79,6 +98,73 @@ def apply_preprocess(state: State, data: Dataset) -> tuple[np.ndarray, np.ndarra
         x[hot, offset + index[hot]] = 1.0
         offset += len(c["categories"])
     return x, keep
+
+
+def fit_text(train: Dataset, spec: TextSpec) -> tuple[State, Tokenizer]:
+    """Train (or load, for ``kind: checkpoint``) the tokenizer on the training texts.
+
+    The state: ``kind`` "text", ``tokenizer`` (the artefact's file name), ``tokenizer_kind``,
+    ``vocab_size``, ``pad_id``, ``unk_id``, ``eos_id`` (None without one), ``specials``
+    (role → id), ``max_length``, ``pack`` and ``unknown_rate`` (per split, filled as each
+    split is encoded).
+    """
+    from canonml.data.text import TOKENIZER_FILE, describe_tokenizer, train_tokenizer
+
+    tokenizer = train_tokenizer(train.x.tolist(), spec.tokenizer)
+    described = describe_tokenizer(tokenizer, spec.tokenizer.kind)
+    if spec.pack and described["eos_id"] is None:
+        raise SpecError(
+            "data.text.pack",
+            "the tokenizer has no end-of-text token to join the examples with; use "
+            "tokenizer kind: char or bpe, or pack: false",
+        )
+    state = {
+        "kind": "text",
+        "tokenizer": TOKENIZER_FILE,
+        **described,
+        "max_length": spec.max_length,
+        "pack": spec.pack,
+        "unknown_rate": {},
+    }
+    return state, tokenizer
+
+
+def apply_text(
+    state: State, tokenizer: Tokenizer, data: Dataset
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Token ids of ``data``'s texts, their targets, and facts for ``data.json``.
+
+    Not packed: ``(N, max_length)`` int64 rows (truncated, padded) and ``data.y``; facts
+    ``truncated``. Packed: ``(n, max_length + 1)`` int64 windows of the joined stream and
+    ``n`` zeros; facts ``windows``. Both: ``unknown_rate`` (of the text tokens).
+    """
+    from canonml.data.text import encode_counted, pack, unknown_rate
+
+    texts = data.x.tolist()
+    facts: dict[str, Any]
+    if state["pack"]:
+        x = pack(tokenizer, texts, state["max_length"] + 1, state["eos_id"])
+        y, facts = np.zeros(len(x), dtype=np.int64), {"windows": len(x)}
+    else:
+        x, truncated = encode_counted(tokenizer, texts, state["max_length"], state["pad_id"])
+        y, facts = data.y, {"truncated": truncated}
+    others = [i for role, i in state["specials"].items() if role != "unk"]
+    facts["unknown_rate"] = unknown_rate(x, state["unk_id"], state["pad_id"], others)
+    return x, y, facts
+
+
+def warn_unknown(state: State, tokenizer: Tokenizer, rate: float) -> None:
+    """Warn when a checkpoint's tokenizer maps much of the training text to unknown."""
+    if state["tokenizer_kind"] != "checkpoint" or rate <= UNKNOWN_WARNING:
+        return
+    unk = tokenizer.id_to_token(state["unk_id"]) if state["unk_id"] is not None else "unknown"
+    warnings.warn(
+        f"data.text.tokenizer: the checkpoint's tokenizer maps {rate:.0%} of the training "
+        f"tokens to {unk} (an English vocabulary on this text?); pretrain a tokenizer on it "
+        "(kind: char or bpe)",
+        CanonWarning,
+        stacklevel=2,
+    )
 
 
 def _codes(fitted: dict[str, Any], col: Categorical) -> np.ndarray:

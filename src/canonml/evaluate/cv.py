@@ -47,7 +47,9 @@ def cross_validate(spec: Spec, task: Task, loaded: Loaded, pool: np.ndarray) -> 
             loaded.raw.take(pool[held_rows]),
         )
         torch.manual_seed(spec.seed + fold)
-        model = build_model(spec.model, task.model_io(data.input_shape, data.label_names))
+        model = build_model(
+            spec.model, task.model_io(data.input_shape, data.label_names, data.preprocess)
+        )
         train_model(spec, task, model, data, None)
         per_fold.append(evaluate_model(spec, task, model, data, ci=0).metrics)
     return {"folds": k, "metrics": _mean_std(per_fold)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ def evaluate_run(
     described, state = _read_json(run, run.data), _read_json(run, run.preprocess)
     if not run.weights.is_file():
         raise CheckpointError(f"{run.weights}: missing; the run did not finish (use --resume)")
-    io = task.model_io(tuple(described["input_shape"]), described.get("label_names"))
+    io = task.model_io(tuple(described["input_shape"]), described.get("label_names"), state)
     blob = run.weights.read_bytes()
     model = load_trained(spec.model, io, blob, str(run.weights), CheckpointError)
     if source is None:
@@ -43,7 +44,7 @@ def evaluate_run(
         data, _ = prepare(spec, task)
         _same_fingerprint(data.fingerprint, described)
     else:
-        data = _foreign_data(spec, task, source, target, described, state)
+        data = _foreign_data(spec, task, source, target, described, state, run.path)
     evaluation = evaluate_model(spec, task, model, data)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", source or "test").strip("_")[-80:]
     written = run.path / "evaluations" / f"{slug}.json"
@@ -73,6 +74,7 @@ def _foreign_data(
     target: str | None,
     described: dict[str, Any],
     state: dict[str, Any],
+    run_dir: Path,
 ) -> Any:
     """Another source, read with the run's schema and preprocessing (no fitting)."""
     from pydantic import ValidationError
@@ -97,7 +99,19 @@ def _foreign_data(
     dataset = load_source(data_spec)
     _check_schema(dataset, described, state, source)
     y = _encode_like(dataset, task, described.get("label_names"), source)
-    x, keep = apply_preprocess(state, dataset)
+    files: dict[str, bytes] = {}
+    if state.get("kind") == "text":  # the run's own tokenizer, never a new one
+        from canonml.data.preprocess import apply_text
+        from canonml.data.text import load_tokenizer
+
+        path = run_dir / state["tokenizer"]
+        tokenizer = load_tokenizer(path, where=str(path))
+        x, y_text, _ = apply_text(state, tokenizer, dataset.take(np.arange(len(dataset))))
+        y = y_text if state.get("pack") else y
+        keep = np.ones(len(x), dtype=bool)
+        files[state["tokenizer"]] = path.read_bytes()
+    else:
+        x, keep = apply_preprocess(state, dataset)
     split = Split(x=x, y=task.target_array(y[keep], state.get("target")))
     empty = Split(x=x[:0], y=split.y[:0])
     return Prepared(
@@ -110,6 +124,7 @@ def _foreign_data(
         label_names=described.get("label_names"),
         preprocess=state,
         fingerprint="",
+        files=files,
     )
 
 
@@ -119,6 +134,8 @@ def _check_schema(dataset: Any, described: dict[str, Any], state: dict[str, Any]
             f"{src} gives {dataset.kind} data; the model was trained on {described['kind']} data",
             path="--data",
         )
+    if dataset.kind == "text":
+        return  # texts of any length: the run's tokenizer and max_length apply
     if dataset.kind == "image":
         if list(dataset.x.shape[1:]) != list(described["input_shape"]):
             raise DataError(

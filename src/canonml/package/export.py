@@ -63,10 +63,9 @@ def inference_module(
 
 
 def export_onnx(model: nn.Module, signature: dict[str, Any], task: Task) -> bytes:
-    """The ONNX bytes (opset 17, dynamic batch axis) of the task's graph of ``model``: its
-    own (``Task.graph_module``) or raw inputs → in-graph preprocessing → model → head."""
-    wrapper = task.graph_module(model, signature)
-    return export_module(wrapper, signature["inputs"], [o["name"] for o in signature["outputs"]])
+    """The ONNX bytes (opset 17) of the task's graph of ``model`` (``Task.export_graph``):
+    its own, or raw inputs → in-graph preprocessing → model → head."""
+    return task.export_graph(model, signature)
 
 
 def export_module(module: nn.Module, tensors: list[dict[str, Any]], outputs: list[str]) -> bytes:

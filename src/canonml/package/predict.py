@@ -25,7 +25,11 @@ def predict_inputs(
     takes = [i.get("name") for i in pkg.signature.get("inputs") or []]
     if takes != ["input"]:  # a generator's graph takes noise, not examples
         hint = (
-            f"; draw images with: canon sample {pkg_path}" if pkg.signature.get("sampler") else ""
+            f"; draw images with: canon sample {pkg_path}"
+            if pkg.signature.get("sampler")
+            else f"; generate text with: canon generate {pkg_path} --prompt TEXT"
+            if pkg.signature.get("generator")
+            else ""
         )
         raise PackageError(
             f"{pkg.path}: model.onnx takes {', '.join(map(str, takes))}, not input examples, "

@@ -30,5 +30,5 @@ def rebuild_model(spec_text: str, weights: bytes, signature: dict[str, Any]) -> 
     shape = tuple(
         int(d) for d in signature.get("image_shape") or signature["inputs"][0]["shape"][1:]
     )
-    io = get_task(spec).model_io(shape, signature.get("labels"))
+    io = get_task(spec).model_io(shape, signature.get("labels"), signature.get("preprocessing"))
     return load_trained(spec.model, io, weights, "weights.safetensors", PackageError)

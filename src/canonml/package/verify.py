@@ -43,6 +43,8 @@ def verify_package(path: str | os.PathLike[str]) -> list[str]:
             problems += parity_problems(pkg, model)
         if model is not None:
             problems += extra_graph_problems(pkg, model)
+        if model is not None and not problems:
+            problems += get_task(pkg.task).package_problems(pkg, model)
     except (KeyError, IndexError, TypeError, ValueError) as e:
         # A hand-edited signature: report it rather than fail with a traceback.
         problems.append(f"canon.json: malformed signature ({type(e).__name__}: {e})")
@@ -70,7 +72,8 @@ def manifest_problems(pkg: Package) -> list[str]:
     sig = m["signature"]
     try:
         width = math.prod(sig["inputs"][0]["shape"][1:])
-        if len(sig["features"]) != width:
+        # A dynamic axis (-1: a token sequence) has no fixed number of features to list.
+        if width > 0 and len(sig["features"]) != width:
             problems.append(
                 f"canon.json: signature lists {len(sig['features'])} features for {width} inputs"
             )

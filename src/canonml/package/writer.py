@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 # The run files a package is made from (all written by `canon run`).
 RUN_FILES = ("spec.yaml", "model.safetensors", "data.json", "preprocess.json", "metrics.json")
+# Learned artefacts a run has only for some data (text: its tokenizer), copied when present.
+OPTIONAL_RUN_FILES = ("tokenizer.json",)
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same package zips to the same bytes
 
 
@@ -92,6 +94,7 @@ def package_files(run: RunDir) -> dict[str, bytes]:
         "weights.safetensors": weights,
         "spec.yaml": spec_text.encode("utf-8"),
         "MODEL_CARD.md": card.encode("utf-8"),
+        **{n: (run.path / n).read_bytes() for n in OPTIONAL_RUN_FILES if (run.path / n).is_file()},
     }
     manifest["files"] = {name: sha256_bytes(data) for name, data in files.items()}
     return {MANIFEST: stable_json(manifest).encode("utf-8"), **files}

@@ -27,8 +27,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from canonml._version import __version__
 from canonml.errors import CanonError
 from canonml.serve.batcher import Batcher
+from canonml.serve.completion import error_body as openai_error_body
 from canonml.serve.metrics import Metrics
 from canonml.serve.model import PackageLike, ServedModel
+from canonml.serve.openai_api import add_openai_routes, load_language_models
 from canonml.serve.page import PAGE
 from canonml.serve.protocol import CLASSIFICATION, ServeError, error_body, parse_request
 from canonml.serve.response import encode_response
@@ -54,14 +56,16 @@ def create_app(
     max_wait_ms: float = 0.0,
     threads: int = 1,
 ) -> FastAPI:
-    """An OIP v2 server for ``packages`` (each needs ``name``, ``manifest``, ``signature``
-    and ``session(threads)``), with one micro-batcher per model.
+    """An OIP v2 server for ``packages`` (each needs ``name``, ``path``, ``manifest``,
+    ``signature`` and ``session(threads)``), with one micro-batcher per model; language
+    models are served on the OpenAI completions API under /v1 as well.
 
     Raises:
         CanonError: two packages share a name, or a model fails its first run.
     """
     metrics = Metrics()
     models, batchers = _load(packages, metrics, max_batch, max_wait_ms, threads)
+    language = load_language_models(packages, threads)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,7 +97,15 @@ def create_app(
     app.router.add_route(VERSION + "/infer", infer, ["POST"])
     _add_protocol_routes(app, models)
     _add_page_routes(app, models, metrics)
+
+    async def read_body(request: Request) -> bytes:
+        (length,) = _headers(request.scope, b"content-length")
+        return await _read_body(request.receive, length, max_body)
+
+    others = [name for name in models if name not in language]
+    add_openai_routes(app.router, language, others, metrics, read_body)
     app.state.models = models  # the ServedModel of each name, for run_server and tests
+    app.state.language_models = language  # those also on /v1/completions
     if token:
         app.add_middleware(BearerAuth, token=token)
     return app
@@ -262,8 +274,12 @@ class BearerAuth:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             (given,) = _headers(scope, b"authorization")
             if given is None or not hmac.compare_digest(given, self.expected):
+                message = "missing or wrong token: send 'Authorization: Bearer <token>'"
+                openai = scope["path"].startswith("/v1/")
                 response = Response(
-                    error_body("missing or wrong token: send 'Authorization: Bearer <token>'"),
+                    openai_error_body(message, code="invalid_api_key")
+                    if openai
+                    else error_body(message),
                     401,
                     headers={"WWW-Authenticate": "Bearer"},
                     media_type=JSON,
@@ -276,10 +292,15 @@ class BearerAuth:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        message = f"no route {request.url.path!r}; the API is OIP v2 under /v2"
+        message = (
+            f"no route {request.url.path!r}; the API is OIP v2 under /v2, and the OpenAI "
+            "completions API (/v1/completions, /v1/models) for language models"
+        )
     else:
         message = f"{request.method} {request.url.path}: {exc.detail}"
-    return Response(error_body(message), exc.status_code, exc.headers, media_type=JSON)
+    openai = request.url.path.startswith("/v1/")
+    body = openai_error_body(message) if openai else error_body(message)
+    return Response(body, exc.status_code, exc.headers, media_type=JSON)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

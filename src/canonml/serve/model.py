@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,6 +36,9 @@ class PackageLike(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...  # a language model's generator is opened from here
 
     @property
     def manifest(self) -> dict[str, Any]: ...
@@ -104,6 +108,9 @@ class ServedModel:
         self.sampler = (
             sampler if isinstance(sampler, dict) and sampler.get("file") == "model.onnx" else None
         )
+        generator = sig.get("generator")
+        # A language model: the page offers a prompt box that streams /v1/completions.
+        self.generator = generator if isinstance(generator, dict) else None
         self.pixel_max = float(sig.get("pixel_max") or package.manifest.get("pixel_max") or 1.0)
         start = time.perf_counter()
         self._session = package.session(threads=threads)
@@ -154,6 +161,7 @@ class ServedModel:
             "image_shape": self.image_shape or list(first.shape[1:]),
             "pixel_max": self.pixel_max,
             "sampler": self.sampler,  # a generator: the page draws from it (noise, class)
+            "generator": self.generator,  # a language model: the page streams completions
         }
 
     def _example(self) -> dict[str, np.ndarray]:

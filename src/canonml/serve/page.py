@@ -6,7 +6,11 @@ Tabular models get one number field per feature; image models a drawing canvas s
 to the input size. The answer is a bar chart of class probabilities. A generator (a model
 whose ``sampler`` is its own graph) gets a "Generate" button instead, with a count and,
 when conditional, a class picker: the page draws standard normal noise, sends it (and the
-class) to the infer route and paints the images it gets back.
+class) to the infer route and paints the images it gets back. A language model (one with a
+``generator`` in its signature) gets a prompt box with max tokens, temperature and seed: the
+page posts to ``/v1/completions`` with ``stream: true`` and appends each server-sent event's
+text to the answer as it arrives (``fetch`` and a ``ReadableStream``, no EventSource, which
+cannot POST).
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ font-size:13px}
 .error{color:#b3261e}#auth{display:none;gap:8px;align-items:center}
 .gen label{margin-right:12px;font-size:13px}.gen input{width:4em}
 canvas.samples{background:#fff;cursor:default}
+form.lm textarea{font:inherit;width:min(640px,90vw);padding:4px}
+form.lm label{margin-right:12px;font-size:13px}form.lm input{width:5em}
+pre.answer{white-space:pre-wrap;font:inherit;max-width:720px;margin:0}
+pre.answer .prompt{color:#667}
 </style></head>
 <body><header><h1>canon serve</h1></header>
 <main><form id="auth"><span>This server needs a token:</span>
@@ -56,8 +64,13 @@ async function api(path, body) {
   const r = await fetch(path, opts);
   const data = await r.json().catch(() => ({error: r.statusText}));
   if (r.status === 401) $("#auth").style.display = "flex";
-  if (!r.ok) throw new Error(data.error || r.statusText);
+  if (!r.ok) throw new Error(errorText(data, r));
   return data;
+}
+
+function errorText(data, r) {  // OIP v2 says {"error": "..."}; OpenAI {"error": {"message"}}
+  const e = data && data.error;
+  return (e && (e.message || e)) || r.statusText;
 }
 
 $("#auth").addEventListener("submit", e => {
@@ -86,6 +99,10 @@ function render(m) {
     esc(m.versions[0]) + '</small></h2><div class="row"><div class="input"></div>' +
     '<div class="result" aria-live="polite"></div></div>';
   const box = $(".input", sec);
+  if (m.generator) {
+    languageInput(m, box, sec);
+    return sec;
+  }
   if (m.sampler) {
     generatorInput(m, box, sec);
     return sec;
@@ -160,6 +177,73 @@ function generatorInput(m, el, sec) {
   go.textContent = "Generate";
   go.addEventListener("click", e => { e.preventDefault(); generate(m, sec); });
   el.appendChild(go);
+}
+
+function languageInput(m, el, sec) {
+  const most = m.generator.context - 1;
+  el.innerHTML = '<form class="lm"><textarea class="prompt" rows="3" ' +
+    'placeholder="a prompt to continue"></textarea><br><label>max tokens ' +
+    '<input type="number" class="max-tokens" min="1" max="' + most + '" value="' +
+    Math.min(64, most) + '"></label><label>temperature <input type="number" ' +
+    'class="temperature" min="0" step="0.1" value="0.8"></label><label>seed ' +
+    '<input type="number" class="seed" min="0" placeholder="random"></label></form>';
+  const go = document.createElement("button");
+  go.className = "complete";
+  go.textContent = "Generate";
+  go.addEventListener("click", e => { e.preventDefault(); complete(m, sec, go); });
+  el.appendChild(go);
+}
+
+async function complete(m, sec, go) {
+  const out = $(".result", sec), num = sel => parseFloat($(sel, sec).value);
+  const body = {model: m.name, prompt: $(".prompt", sec).value, stream: true,
+    max_tokens: parseInt($(".max-tokens", sec).value, 10), temperature: num(".temperature")};
+  if ($(".seed", sec).value !== "") body.seed = parseInt($(".seed", sec).value, 10);
+  sec.dataset.request = JSON.stringify(body);
+  out.innerHTML = '<pre class="answer"><span class="prompt"></span><span class="completion">' +
+    "</span></pre>";
+  $(".prompt", out).textContent = body.prompt;
+  const text = $(".completion", out);
+  delete out.dataset.finish;
+  go.disabled = true;
+  try {
+    const headers = {"Content-Type": "application/json"};
+    if (token) headers.Authorization = "Bearer " + token;
+    const r = await fetch("/v1/completions", {method: "POST", headers,
+      body: JSON.stringify(body)});
+    if (r.status === 401) $("#auth").style.display = "flex";
+    if (!r.ok) throw new Error(errorText(await r.json().catch(() => ({})), r));
+    await readEvents(r.body, chunk => {
+      if (chunk.error) throw new Error(chunk.error.message);
+      for (const c of chunk.choices) {
+        text.textContent += c.text;
+        if (c.finish_reason) out.dataset.finish = c.finish_reason;
+      }
+    });
+  } catch (e) {
+    out.insertAdjacentHTML("beforeend", '<p class="error">' + esc(e.message) + "</p>");
+  } finally {
+    go.disabled = false;
+  }
+}
+
+async function readEvents(stream, onChunk) {  // server-sent events: "data: JSON\\n\\n"
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const {value, done} = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\\n\\n")) >= 0) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      for (const line of event.split("\\n")) {
+        const data = line.startsWith("data: ") ? line.slice(6) : "";
+        if (data && data !== "[DONE]") onChunk(JSON.parse(data));
+      }
+    }
+  }
 }
 
 function gaussian(n) {  // standard normal numbers (Box-Muller): the generator's prior

@@ -109,9 +109,11 @@ def run_server(
     app = build_app(**config)  # opened here too, so a bad package fails before binding
     if announce is not None:
         names = ", ".join(app.state.models)
+        lms = ", ".join(app.state.language_models)
+        openai = f"OpenAI completions for {lms} under /v1, " if lms else ""
         announce(
-            f"serving {names} on http://{host}:{port} (OIP v2 under /v2, try-it page at /, "
-            f"metrics at /metrics; {workers} worker{'s' * (workers > 1)})"
+            f"serving {names} on http://{host}:{port} (OIP v2 under /v2, {openai}try-it page "
+            f"at /, metrics at /metrics; {workers} worker{'s' * (workers > 1)})"
         )
     common: dict[str, Any] = {"host": host, "port": port, "log_level": log_level}
     if workers == 1:

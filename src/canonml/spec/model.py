@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from canonml.spec.base import StrictModel
 
@@ -140,8 +140,35 @@ class DCGANSpec(StrictModel):
     )
 
 
+class GPTSpec(StrictModel):
+    """A decoder-only transformer (GPT): token + learned position embeddings, pre-norm
+    blocks of causal self-attention and an MLP, a final norm and a head tied to the token
+    embedding. Sizes only; the vocabulary is the tokenizer's (learned from the data)."""
+
+    arch: Literal["gpt"] = Field("gpt", description="a decoder-only transformer")
+    layers: Annotated[int, Field(gt=0, le=96)] = Field(4, description="transformer blocks")
+    heads: Annotated[int, Field(gt=0, le=128)] = Field(4, description="attention heads")
+    dim: Annotated[int, Field(gt=0, le=16384)] = Field(
+        256, description="embedding width (a multiple of heads)"
+    )
+    context: Annotated[int, Field(gt=0, le=65536)] = Field(
+        256, description="the longest token sequence the model attends over (its positions)"
+    )
+    mlp_ratio: Annotated[int, Field(gt=0, le=16)] = Field(
+        4, description="the MLP's hidden width as a multiple of dim"
+    )
+    dropout: Dropout = Field(0.1, description="dropout on embeddings, attention and MLP outputs")
+    bias: bool = Field(False, description="biases in the linear layers and norms")
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> GPTSpec:
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
+        return self
+
+
 # Discriminated on ``arch``; a contract test keeps these tags equal to MODELS' names.
 ModelSpec = Annotated[
-    MLPSpec | CNNSpec | AutoencoderSpec | VAESpec | GANSpec | DCGANSpec,
+    MLPSpec | CNNSpec | AutoencoderSpec | VAESpec | GANSpec | DCGANSpec | GPTSpec,
     Field(discriminator="arch"),
 ]

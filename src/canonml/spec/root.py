@@ -68,7 +68,7 @@ class Spec(StrictModel):
         if variant.scale and isinstance(data, dict) and isinstance(pre, dict | type(None)):
             if (pre or {}).get("scale") is None:  # a reconstruction's [0, 1] inputs
                 raw["data"] = {**data, "preprocess": {**(pre or {}), "scale": variant.scale}}
-        return raw
+        return variant.raw_defaults(raw)
 
     @model_validator(mode="after")
     def _cross_section(self) -> Spec:

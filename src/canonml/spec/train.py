@@ -26,13 +26,18 @@ class OptimizerSpec(StrictModel):
 
 
 class ScheduleSpec(StrictModel):
-    """Learning-rate schedule; ``step`` and ``plateau`` use ``gamma``."""
+    """Learning-rate schedule; ``step`` and ``plateau`` use ``gamma``; ``onecycle`` and
+    ``warmup_cosine`` rise over the first ``warmup`` share of the steps."""
 
-    name: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
+    name: Literal["none", "step", "cosine", "onecycle", "plateau", "warmup_cosine"] = "none"
     step_size: Annotated[int, Field(gt=0)] = 10
     gamma: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
     patience: Annotated[int, Field(ge=0)] = 3
-    warmup: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.3
+    warmup: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.3,
+        description="onecycle, warmup_cosine: the share of all steps over which the learning "
+        "rate rises linearly (warmup_cosine then decays it to 0 along a cosine)",
+    )
 
 
 class EarlyStoppingSpec(StrictModel):
@@ -53,6 +58,22 @@ class RegularizationSpec(StrictModel):
 class TrainSpec(StrictModel):
     epochs: Annotated[int, Field(gt=0, le=100_000)] = 30
     batch_size: Annotated[int, Field(gt=0)] = 64
+    steps_per_epoch: Annotated[int, Field(gt=0)] | None = Field(
+        None,
+        description="batches per epoch, drawn from fresh seeded shuffles of the training "
+        "split (default: one pass over it); training by steps is epochs × steps_per_epoch, "
+        "and validation runs every steps_per_epoch batches",
+    )
+    max_minutes: Positive | None = Field(
+        None,
+        description="a time budget: training stops after the epoch in which this many minutes "
+        "of training have passed (counted over resumes)",
+    )
+    grad_accum: Annotated[int, Field(ge=1, le=1024)] = Field(
+        1,
+        description="split each batch into this many micro-batches and sum their gradients "
+        "before one update (the same update as the whole batch, with less memory)",
+    )
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)

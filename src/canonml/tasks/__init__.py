@@ -35,3 +35,6 @@ from canonml.tasks import reconstruction  # noqa: E402,F401  (registration)
 
 # isort: split
 from canonml.tasks import generation  # noqa: E402,F401  (registration)
+
+# isort: split
+from canonml.tasks import language_modeling  # noqa: E402,F401  (registration)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import torch
 
     from canonml.data.prepare import Prepared, Split
+    from canonml.package.reader import Package
     from canonml.rundir import RunDir
     from canonml.spec.root import Spec
     from canonml.train.callbacks import Callback
@@ -103,8 +104,14 @@ class Task(abc.ABC):
 
     # ---- models
 
-    def model_io(self, input_shape: tuple[int, ...], labels: list[str] | None) -> ModelIO:
-        """The shapes to build the model for (``labels``: the data's class names, if any)."""
+    def model_io(
+        self,
+        input_shape: tuple[int, ...],
+        labels: list[str] | None,
+        state: dict[str, Any] | None = None,
+    ) -> ModelIO:
+        """The shapes to build the model for (``labels``: the data's class names, if any;
+        ``state``: the fitted preprocessing, e.g. a tokenizer's vocabulary size)."""
         return ModelIO(tuple(input_shape), len(labels) if labels else 1, len(labels or []) or None)
 
     # ---- training
@@ -179,6 +186,20 @@ class Task(abc.ABC):
     def graph_module(self, model: torch.nn.Module, signature: dict[str, Any]) -> Any:
         """The module exported as ``model.onnx`` (eval mode): it maps the signature's inputs
         to its outputs, in order."""
+
+    def export_graph(self, model: torch.nn.Module, signature: dict[str, Any]) -> bytes:
+        """The ONNX bytes of ``model.onnx``: ``graph_module`` exported with a dynamic batch
+        axis; a task whose graph has other dynamic axes (a decoder's sequence and KV cache)
+        exports its own."""
+        from canonml.package.export import export_module
+
+        names = [o["name"] for o in signature["outputs"]]
+        return export_module(self.graph_module(model, signature), signature["inputs"], names)
+
+    def package_problems(self, pkg: Package, model: torch.nn.Module) -> list[str]:
+        """``canon verify``'s checks of the task's own beyond parity on sample inputs (a
+        language model's cached against uncached decoding)."""
+        return []
 
     def extra_graphs(self, model: torch.nn.Module, signature: dict[str, Any]) -> dict[str, Graph]:
         """Graphs the package holds besides ``model.onnx``, by file name (an autoencoder's

@@ -106,7 +106,12 @@ class Reconstruction(Task):
 
     # ---- models and training
 
-    def model_io(self, input_shape: tuple[int, ...], labels: list[str] | None) -> ModelIO:
+    def model_io(
+        self,
+        input_shape: tuple[int, ...],
+        labels: list[str] | None,
+        state: dict[str, Any] | None = None,
+    ) -> ModelIO:
         return ModelIO(tuple(input_shape))
 
     def tensors(self, split: Split) -> tuple[torch.Tensor, ...]:

@@ -50,7 +50,12 @@ class Regression(StandardGraphTask):
             y = (y - fitted["shift"]) / fitted["scale"]
         return y.astype(np.float32, copy=False)
 
-    def model_io(self, input_shape: tuple[int, ...], labels: list[str] | None) -> ModelIO:
+    def model_io(
+        self,
+        input_shape: tuple[int, ...],
+        labels: list[str] | None,
+        state: dict[str, Any] | None = None,
+    ) -> ModelIO:
         return ModelIO(tuple(input_shape), 1)
 
     def make_step(self, spec: Spec, model: torch.nn.Module, augment: Augment | None) -> Step:

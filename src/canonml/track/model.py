@@ -21,14 +21,17 @@ _NUMPY = {"FP32": "float32", "FP64": "float64", "INT64": "int64", "INT32": "int3
 EXTRA_FILES = ("canon.json", "MODEL_CARD.md", "spec.yaml")
 
 
-def input_example(state: dict[str, Any], x: np.ndarray, n: int = 2) -> list[Any]:
+def input_example(state: dict[str, Any], x: np.ndarray, n: int = 2) -> list[Any] | None:
     """The first ``n`` rows of model inputs ``x`` mapped back to raw graph inputs.
 
     The graph takes raw values and applies ``(raw - shift) / scale`` itself, so the example
-    a user copies is in the data's own units (one-hot columns pass through unchanged).
+    a user copies is in the data's own units (one-hot columns pass through unchanged). Token
+    ids have no raw values to map back to: text gets no example.
     """
     from canonml.package.signature import graph_constants
 
+    if state["kind"] not in ("tabular", "image"):
+        return None
     _, shift, scale = graph_constants({**state, "in_graph": True})
     view = (1, -1, 1, 1) if state["kind"] == "image" else (1, -1)
     rows = x[:n].astype(np.float64) * scale.reshape(view) + shift.reshape(view)

@@ -135,6 +135,22 @@ class EarlyStopping(Callback):
         self.best_epoch, self.best_weights = state["best_epoch"], state["best_weights"]
 
 
+class TimeBudget(Callback):
+    """Stop at the end of the epoch in which ``minutes`` of training have passed (the
+    epochs' ``seconds`` summed over the history, so a resumed run keeps its budget).
+
+    The budget makes a run's length depend on the machine's speed: the same spec and seed
+    give the same metrics only where the same number of epochs fits.
+    """
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = 60.0 * minutes
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        spent = sum(float(row.get("seconds", 0.0)) for row in state.history)
+        state.stop = state.stop or spent >= self.seconds
+
+
 class HistoryCSV(Callback):
     """Rewrites ``history.csv`` (one row per epoch) atomically after every epoch."""
 

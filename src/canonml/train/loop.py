@@ -31,13 +31,16 @@ def fit(
     batch_size: int,
     state: TrainState,
     callbacks: list[Callback],
+    steps_per_epoch: int | None = None,
 ) -> TrainState:
     """Train ``step.model`` from ``state.epoch`` to ``epochs`` or until a callback stops it.
 
     Batches are the same slice of every tensor of ``train`` (``(x, y)``, ``(x,)``, ...) by a
     seeded permutation (no DataLoader: for data that fits in memory, index slicing is several
-    times cheaper). Logs per epoch: ``train_loss``, the step's own epoch logs, ``val_*`` from
-    ``step.evaluate``, ``lr`` (and ``lr_<name>`` of further optimizers) and ``seconds``.
+    times cheaper). With ``steps_per_epoch``, an epoch is that many batches from fresh
+    permutations (as many as it takes), not one pass. Logs per epoch: ``train_loss``, the
+    step's own epoch logs, ``val_*`` from ``step.evaluate``, ``lr`` (and ``lr_<name>`` of
+    further optimizers) and ``seconds``.
     """
     n = len(train[0])
     # Only callbacks that act per batch are called per batch (a few µs each on small steps).
@@ -49,9 +52,14 @@ def fit(
         for cb in callbacks:
             cb.on_epoch_begin(state)
         step.model.train()
-        perm = torch.randperm(n, generator=state.generator)
-        # A trailing batch of one example breaks batch norm; that example is seen next epoch.
-        stop = n - 1 if n % batch_size == 1 and n > 1 else n
+        if steps_per_epoch is None:
+            perm = torch.randperm(n, generator=state.generator)
+            # A trailing batch of one example breaks batch norm; it is seen next epoch.
+            stop = n - 1 if n % batch_size == 1 and n > 1 else n
+        else:
+            stop = steps_per_epoch * batch_size
+            passes = [torch.randperm(n, generator=state.generator) for _ in range(-(-stop // n))]
+            perm = torch.cat(passes)
         total = torch.zeros(())
         for b, lo in enumerate(range(0, stop, batch_size)):
             idx = perm[lo : lo + batch_size]

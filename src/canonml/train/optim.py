@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -88,6 +89,22 @@ def _onecycle(spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps
         opt, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps, pct_start=spec.warmup
     )
     return Schedule(sched, per_batch=True)
+
+
+@SCHEDULES.register("warmup_cosine")
+def _warmup_cosine(
+    spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps: int
+) -> Schedule:
+    total = max(1, epochs * steps)
+    warm = int(spec.warmup * total)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return Schedule(torch.optim.lr_scheduler.LambdaLR(opt, factor), per_batch=True)
 
 
 @SCHEDULES.register("plateau")

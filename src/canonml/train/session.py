@@ -13,7 +13,7 @@ from canonml.data.prepare import Prepared
 from canonml.rundir import RunDir
 from canonml.spec.root import Spec
 from canonml.tasks.base import Task
-from canonml.train.callbacks import Callback, EarlyStopping, HistoryCSV, LRSchedule
+from canonml.train.callbacks import Callback, EarlyStopping, HistoryCSV, LRSchedule, TimeBudget
 from canonml.train.checkpoint import Checkpointer, restore
 from canonml.train.loop import TrainState, fit
 from canonml.train.optim import build_schedule
@@ -38,7 +38,7 @@ def train_model(
     state = TrainState()
     state.generator.manual_seed(spec.seed)
     step = task.make_step(spec, model, _augment(spec, data, state.generator))
-    batches = max(1, math.ceil(len(data.train) / cfg.batch_size))
+    batches = cfg.steps_per_epoch or max(1, math.ceil(len(data.train) / cfg.batch_size))
     schedules = {
         name: build_schedule(cfg.schedule, opt, cfg.epochs, batches)
         for name, opt in step.optimizers.items()
@@ -48,6 +48,8 @@ def train_model(
     callbacks: list[Callback] = [LRSchedule(schedules, monitor)]
     if cfg.early_stopping is not None:
         callbacks.append(EarlyStopping(cfg.early_stopping, model))
+    if cfg.max_minutes is not None:
+        callbacks.append(TimeBudget(cfg.max_minutes))
     callbacks += task.callbacks(spec, step, data, run_dir)
     if console is not None:
         callbacks.append(ProgressReporter(console, cfg.epochs, batches))
@@ -69,6 +71,7 @@ def train_model(
         batch_size=cfg.batch_size,
         state=state,
         callbacks=callbacks,
+        steps_per_epoch=cfg.steps_per_epoch,
     )
     stopper = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
     restored = stopper is not None and stopper.spec.restore_best and stopper.best_epoch > 0

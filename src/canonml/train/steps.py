@@ -67,15 +67,29 @@ class SupervisedStep(Step):
         """Per-batch sums of extra validation metrics (divided by N over the split)."""
         return {}
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's outputs for a batch of inputs (a step may trim or mask them first)."""
+        return self.model(x)
+
     def train_batch(self, *batch: torch.Tensor) -> torch.Tensor:
         x, y = batch
         if self.augment is not None:
             x = self.augment(x)
-        out = self.model(x)
-        loss = self.loss(out, y)
-        total = loss + self._penalty() if self._has_penalty else loss
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        parts = self.spec.grad_accum
+        if parts == 1:
+            loss = self.loss(self.forward(x), y)
+            (loss + self._penalty() if self._has_penalty else loss).backward()
+        else:  # micro-batches: each one's mean loss weighted by its share of the batch
+            loss = torch.zeros(())
+            for xb, yb in zip(x.tensor_split(parts), y.tensor_split(parts), strict=True):
+                if len(xb) == 0:
+                    continue
+                part = self.loss(self.forward(xb), yb) * (len(xb) / len(x))
+                part.backward()
+                loss = loss + part.detach()
+            if self._has_penalty:
+                self._penalty().backward()
         if self.spec.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.grad_clip)
         self.optimizer.step()
@@ -99,7 +113,7 @@ class SupervisedStep(Step):
         sums: dict[str, torch.Tensor] = {}
         for start in range(0, len(x), EVAL_BATCH):
             xb, yb = x[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
-            out = self.model(xb)
+            out = self.forward(xb)
             logs = {"loss": self.loss(out, yb) * len(xb), **self.batch_metrics(out, yb)}
             for k, v in logs.items():
                 sums[k] = sums.get(k, torch.zeros(())) + v

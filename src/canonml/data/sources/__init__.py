@@ -22,4 +22,4 @@ def load_source(spec: DataSpec) -> Dataset:
 
 
 # Import for registration (each module registers its scheme).
-from canonml.data.sources import cifar, csv, idx, images, sklearn  # noqa: E402,F401
+from canonml.data.sources import cifar, csv, idx, images, sklearn, text  # noqa: E402,F401
