@@ -91,9 +91,7 @@ def test_canon_generate_runs_without_torch_and_repeats_with_a_seed(
 ) -> None:
     args = ["generate", str(trained.run_dir), "--prompt", "今天", "--seed", "3"]
     code = (
-        "import sys; sys.modules['torch'] = None\n"
-        "from canonml.cli import main\n"
-        f"main({args!r})\n"
+        f"import sys; sys.modules['torch'] = None\nfrom canonml.cli import main\nmain({args!r})\n"
     )
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert first.returncode == 0, first.stderr

@@ -205,7 +205,7 @@ BAD = [
     ({"max_tokens": 0}, "BadRequestError", "max_tokens", "must be an integer >= 1, got 0"),
     ({"max_tokens": -3}, "BadRequestError", "max_tokens", "got -3"),
     ({"max_tokens": "ten"}, "BadRequestError", "max_tokens", "got 'ten'"),
-    ({"model": "gpt-4"}, "NotFoundError", "model", "'gpt-4' does not exist; served: tiny-lm"),
+    ({"model": "gpt-4"}, "BadRequestError", "model", "'gpt-4' does not exist; served: tiny-lm"),
     ({"temperature": -0.5}, "BadRequestError", "temperature", "must be a number >= 0"),
     ({"temperature": "hot"}, "BadRequestError", "temperature", "got 'hot'"),
     ({"top_p": 0}, "BadRequestError", "top_p", "in (0, 1]"),

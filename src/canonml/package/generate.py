@@ -142,6 +142,21 @@ class TextGenerator:
         )
         return stream_text(self.tokenizer, ids, tokens)
 
+    def tokens(
+        self,
+        ids: list[int],
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int = 50,
+        top_p: float = 0.95,
+        seed: int = 0,
+        stop_at_eos: bool = True,
+    ) -> Iterator[int]:
+        """The new token ids after ``ids`` as they come, with ``generate``'s settings and
+        checks (a server counts them and decodes them with ``stream_text``)."""
+        settings = (temperature, top_k, top_p, seed, stop_at_eos, True)
+        return self._tokens(list(ids), max_new_tokens, *settings)
+
     def complete(self, prompt: str, **settings: Any) -> str:
         """The whole text ``generate`` streams."""
         return "".join(self.generate(prompt, **settings))

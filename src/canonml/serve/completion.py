@@ -54,10 +54,15 @@ MAX_STOP = 4  # as OpenAI
 class OpenAIError(ServeError):
     """A refused completions request; ``param`` names the field at fault (or None)."""
 
-    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        status: int = 400,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message, status)
-        self.param = param
-        self.code = "model_not_found" if status == 404 else None
+        self.param, self.code = param, code
 
 
 def error_body(
@@ -243,16 +248,7 @@ class Completion:
         # TextGenerator.generate's own token stream and decoding, counted as it goes: the
         # same seed and settings give the same text as ``canon generate``.
         s = self.request.settings()
-        tokens = self.generator._tokens(
-            list(self._ids),
-            s["max_new_tokens"],
-            s["temperature"],
-            s["top_k"],
-            s["top_p"],
-            s["seed"],
-            s["stop_at_eos"],
-            True,  # use_cache
-        )
+        tokens = self.generator.tokens(self._ids, **s)
         return self._cut(stream_text(self.generator.tokenizer, self._ids, self._counted(tokens)))
 
     def _cut(self, pieces: Iterator[str]) -> Iterator[str]:

@@ -5,8 +5,9 @@ LLM runtime and llama.cpp's server speak, so the ``openai`` client works unchang
 Each generation's token loop runs in anyio's worker threads, one ``next`` (one ONNX Runtime
 step, which releases the GIL) at a time, and a streamed piece is sent as soon as it is made:
 concurrent requests interleave token by token instead of waiting for whole generations.
-Errors have OpenAI's body, ``{"error": {"message", "type", "param", "code"}}``; an unknown
-model is a 404 (``model_not_found``) as on OpenAI and vLLM, other bad requests a 400.
+Errors have OpenAI's body, ``{"error": {"message", "type", "param", "code"}}``, with 400 for
+every bad request; an unknown model is one too (code ``model_not_found``: the openai client
+raises ``BadRequestError``; OpenAI itself answers 404 there).
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ def _lookup(models: dict[str, LanguageModel], others: Sequence[str], name: str) 
             f"/v2/models/{name}/infer); completions serve: {served}",
             "model",
         )
-    raise OpenAIError(f"The model {name!r} does not exist; served: {served}", "model", 404)
+    raise OpenAIError(
+        f"The model {name!r} does not exist; served: {served}", "model", code="model_not_found"
+    )
 
 
 async def _events(
