@@ -149,3 +149,16 @@ def test_canon_evaluate_scores_another_corpus_with_the_runs_tokenizer(
         next((trained.run_dir / "evaluations").glob("*other.txt.json")).read_text("utf-8")
     )
     assert 1.0 < written["metrics"]["perplexity"] < trained.metrics["perplexity_init"]
+
+
+def test_the_hub_and_mlflow_see_a_text_generation_model(
+    trained: canonml.RunResult, tmp_path: Path
+) -> None:
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "hf"
+    result = run_cli("export", str(trained.run_dir), "--format", "hf", "-o", str(out))
+    assert result.code == 0, result.stderr
+    assert (out / "tokenizer.json").is_file()
+    card = ModelCard.load(out / "README.md")
+    assert card.data.pipeline_tag == "text-generation"

@@ -30,6 +30,8 @@ TASK_NAMES = {
     "image-classification": "Image Classification",
     "text-classification": "Text Classification",
     "unconditional-image-generation": "Unconditional Image Generation",
+    "image-to-image": "Image-to-Image",
+    "text-generation": "Text Generation",
     "other": "Other",
 }
 # canonml metric → (evaluate metric id, readable name, evaluate arguments). Metrics that

@@ -17,8 +17,9 @@ import numpy as np
 
 MODEL_NAME = "model"  # runs:/<run id>/model
 _NUMPY = {"FP32": "float32", "FP64": "float64", "INT64": "int64", "INT32": "int32"}
-# Beside model.onnx in the MLflow model: what canonml itself reads and what people read.
-EXTRA_FILES = ("canon.json", "MODEL_CARD.md", "spec.yaml")
+# Beside model.onnx in the MLflow model: what canonml itself reads and what people read
+# (a text model's tokenizer.json where it has one).
+EXTRA_FILES = ("canon.json", "MODEL_CARD.md", "spec.yaml", "tokenizer.json")
 
 
 def input_example(state: dict[str, Any], x: np.ndarray, n: int = 2) -> list[Any] | None:
