@@ -486,7 +486,8 @@ def serve(
     ] = 0.0,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads per model")] = 1,
 ) -> None:
-    """Serve model packages over the Open Inference Protocol v2 (KServe / Triton clients work).
+    """Serve model packages over the Open Inference Protocol v2 (KServe / Triton clients work),
+    and language models also on the OpenAI completions API (/v1/completions, /v1/models).
 
     Example: canon serve runs/digits-mlp/20261122-101500-ab12/package --port 8080
     """
