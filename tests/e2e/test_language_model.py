@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import canonml
 from canonml.package.generate import open_generator
@@ -162,3 +163,16 @@ def test_the_hub_and_mlflow_see_a_text_generation_model(
     assert (out / "tokenizer.json").is_file()
     card = ModelCard.load(out / "README.md")
     assert card.data.pipeline_tag == "text-generation"
+
+
+def test_the_same_spec_and_seed_give_the_same_metrics(
+    trained: canonml.RunResult, tmp_path: Path
+) -> None:
+    spec = yaml.safe_load((trained.run_dir / "spec.yaml").read_text(encoding="utf-8"))
+    again = canonml.run(spec, out=tmp_path / "runs")
+    assert (again.run_dir / "metrics.json").read_bytes() == (
+        trained.run_dir / "metrics.json"
+    ).read_bytes()
+    assert (again.run_dir / "samples.json").read_bytes() == (
+        trained.run_dir / "samples.json"
+    ).read_bytes()
