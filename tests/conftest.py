@@ -125,3 +125,75 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_REGISTRY_URI"):
         monkeypatch.delenv(name, raising=False)
+
+
+def tiny_lm_run(root: Path, name: str) -> Path:
+    """A tiny finished language-model run called ``name`` under ``root/runs`` (for specs that
+    fine-tune ``checkpoint: run:NAME``), trained on a few Chinese review-like sentences."""
+    import canonml
+
+    lines = [
+        f"{s}第{i % 10}次"
+        for i in range(40)
+        for s in ("这家店的菜很好吃，服务也很好。", "太差了，再也不来了，非常失望。")
+    ]
+    corpus = root / f"{name}.txt"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec = {
+        "name": name,
+        "task": "language-modeling",
+        "data": {"source": f"corpus:{corpus}"},
+        "model": {"arch": "gpt", "layers": 1, "heads": 2, "dim": 16, "context": 128},
+        "train": {"epochs": 1, "batch_size": 16},
+        "evaluate": {"ci": 0},
+        "track": False,
+    }
+    return canonml.run(spec, out=root / "runs").run_dir
+
+
+def template_checkpoint_run(name: str) -> str | None:
+    """The NAME of a template's ``model.checkpoint: run:NAME``, if it has one."""
+    from importlib import resources
+
+    import yaml
+
+    text = (resources.files("canonml.spec") / "templates" / f"{name}.yaml").read_text("utf-8")
+    checkpoint = str((yaml.safe_load(text).get("model") or {}).get("checkpoint") or "")
+    return checkpoint.removeprefix("run:") if checkpoint.startswith("run:") else None
+
+
+@pytest.fixture
+def template_cwd(tmp_path: Path) -> Any:
+    """``use(name)``: for a template that fine-tunes ``run:NAME``, a tiny such run in the
+    test's directory (its working directory), so the template finds it."""
+
+    def use(name: str) -> None:
+        wanted = template_checkpoint_run(name)
+        if wanted is not None:
+            tiny_lm_run(tmp_path, wanted)
+
+    return use
+
+
+def data_only_spec(data: dict[str, Any]) -> Any:
+    """A ``Spec`` for tests of the data layer alone: ``data`` validated as its section, the
+    other sections defaults (unchecked across sections: a text classifier's spec needs a
+    pretrained checkpoint to validate whole, which these tests do not need)."""
+    from canonml.spec.data import DataSpec
+    from canonml.spec.evaluate import EvaluateSpec
+    from canonml.spec.model import MLPSpec
+    from canonml.spec.root import Spec
+    from canonml.spec.task import ClassificationTask
+    from canonml.spec.train import TrainSpec
+
+    return Spec.model_construct(
+        name="t",
+        task=ClassificationTask(),
+        seed=0,
+        license=None,
+        data=DataSpec.model_validate(data),
+        model=MLPSpec(),
+        train=TrainSpec(),
+        evaluate=EvaluateSpec(),
+        track=False,
+    )

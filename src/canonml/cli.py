@@ -544,12 +544,21 @@ def templates() -> None:
 
     Example: canon templates
     """
-    from canonml.spec import load_spec, template_names
+    import yaml
 
+    from canonml.spec import template_names
+    from canonml.spec.load import template_text
+    from canonml.spec.task import task_name
+
+    # Read as written, not validated: a template that fine-tunes run:NAME is listed before
+    # that run exists.
     table = Table("template", "task", "data", "model")
     for name in template_names():
-        s = load_spec(f"template:{name}")
-        table.add_row(name, s.task.name, s.data.source, s.model.arch)
+        raw = yaml.safe_load(template_text(name))
+        model = raw.get("model") or {}
+        table.add_row(
+            name, task_name(raw.get("task")), raw["data"]["source"], model.get("arch", "mlp")
+        )
     out.print(table)
 
 

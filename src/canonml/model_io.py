@@ -13,8 +13,10 @@ class ModelIO:
     ``(C, H, W)`` for images. ``n_outputs`` is the width of a supervised head (K logits, or 1
     regression value). ``n_classes`` is the number of class labels the data has, for models
     that take a label as input (a conditional generator); None when it has none.
+    ``pad_id`` is the padding token of text (token ids), for a model that masks it out.
     """
 
     input_shape: tuple[int, ...]
     n_outputs: int = 1
     n_classes: int | None = None
+    pad_id: int | None = None

@@ -130,7 +130,7 @@ def _run(
                 e.add_note(f"run directory: {run_dir.path}")
             raise
         with _phase(phases, "evaluate"):
-            evaluation = _evaluate(spec, task, model, data, loaded, pool)
+            evaluation = _evaluate(spec, task, model, data, loaded, pool, len(history))
     write_json(run_dir.path / "evaluation.json", evaluation.summary())
     write_json(run_dir.metrics, evaluation.selected)
     with _phase(phases, "package"):
@@ -211,7 +211,13 @@ def _train(
 
 
 def _evaluate(
-    spec: Spec, task: Task, model: torch.nn.Module, data: Prepared, loaded: Loaded, pool: Any
+    spec: Spec,
+    task: Task,
+    model: torch.nn.Module,
+    data: Prepared,
+    loaded: Loaded,
+    pool: Any,
+    epochs: int,
 ) -> Evaluation:
     from canonml.evaluate.cv import cross_validate
     from canonml.evaluate.evaluate import evaluate_model
@@ -219,6 +225,12 @@ def _evaluate(
     evaluation = evaluate_model(spec, task, model, data)
     if spec.evaluate.cv:
         evaluation.cv = cross_validate(spec, task, loaded, pool)
+    if spec.evaluate.baselines:
+        from canonml.evaluate.baselines import run_baselines
+
+        accuracy = evaluation.metrics["accuracy"]
+        details = evaluation.extra.setdefault("details", {})
+        details["baselines"] = run_baselines(spec, task, data, loaded, accuracy, epochs)
     return evaluation
 
 

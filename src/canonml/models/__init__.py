@@ -25,4 +25,4 @@ def build_model(spec: Any, io: ModelIO) -> nn.Module:
     return MODELS.get(spec.arch)(spec, io)
 
 
-from canonml.models import autoencoder, cnn, dcgan, gan, gpt, mlp, vae  # noqa: E402,F401  (registration)
+from canonml.models import autoencoder, cnn, dcgan, gan, gpt, mlp, pretrained, vae  # noqa: E402,F401  (registration)

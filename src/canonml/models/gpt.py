@@ -133,7 +133,9 @@ class GPT(nn.Module):
             s = ids.shape[1]
             causal = torch.ones(s, s, dtype=torch.bool, device=ids.device).tril()
             keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
-            eye = torch.eye(s, dtype=torch.bool, device=ids.device)
+            # Not torch.eye(dtype=bool): ONNX Runtime has no boolean EyeLike.
+            pos = torch.arange(s, device=ids.device)
+            eye = pos[:, None] == pos[None, :]
             mask = (causal & keys) | eye  # (B, 1, S, S)
         x = self._embed(ids, 0)
         for block in self.blocks:

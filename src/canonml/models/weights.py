@@ -73,8 +73,11 @@ def load_trained(
 
     from canonml.models import build_model
 
+    # A model section that loads weights of its own when built (a pretrained checkpoint)
+    # says how to build it bare: the trained weights replace them anyway.
+    bare = getattr(spec, "bare", None)
     try:
-        model = build_model(spec, io)
+        model = build_model(bare() if callable(bare) else spec, io)
     except CanonError as e:
         raise error(f"{where}: cannot build the model of its spec ({e})") from None
     try:

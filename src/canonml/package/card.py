@@ -204,4 +204,6 @@ def _input_words(sig: dict[str, Any]) -> str:
     if sig["kind"] == "image":
         c, h, w = sig["image_shape"]
         return f"{h}×{w} images with {c} channel{'s' if c > 1 else ''}"
+    if sig.get("text"):
+        return f"texts (tokenized with tokenizer.json, at most {sig['text']['max_length']} tokens)"
     return f"rows of {len(sig['features'])} features"

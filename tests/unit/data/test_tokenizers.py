@@ -24,9 +24,9 @@ from canonml.data.text import (
     unknown_rate,
 )
 from canonml.errors import CanonWarning, SpecError
-from canonml.spec import load_spec
 from canonml.spec.data import TokenizerSpec
 from canonml.tasks import get_task
+from tests.conftest import data_only_spec
 
 TEXTS = ["ab ba\nab", "好好学习", "abc 好", "a  b"]
 
@@ -140,7 +140,7 @@ def write_reviews(path: Path, n: int = 60) -> Path:
 
 
 def prepared(source: str, text: dict[str, Any], **data: Any) -> Any:
-    spec = load_spec({"name": "t", "data": {"source": source, "text": text, **data}})
+    spec = data_only_spec({"source": source, "text": text, **data})
     return prepare(spec, get_task("classification"))[0]
 
 
@@ -170,7 +170,7 @@ def test_prepare_text_classification_end_to_end(tmp_path: Path) -> None:
     from canonml.data.sources import load_source
 
     alone = Tokenizer.from_str(data.files["tokenizer.json"].decode("utf-8"))
-    raw = load_source(load_spec({"name": "t", "data": {"source": f"text:{f}"}}).data)
+    raw = load_source(data_only_spec({"source": f"text:{f}"}).data)
     x, keep = apply_preprocess(state, raw, alone)
     assert x.shape == (60, 8) and keep.all()
     assert np.array_equal(x, encode_rows(alone, raw.x.tolist(), 8, 0))
@@ -181,7 +181,7 @@ def test_the_run_directory_gets_the_tokenizer_file(tmp_path: Path) -> None:
     from canonml.rundir import RunDir
 
     f = write_reviews(tmp_path / "reviews.csv", n=20)
-    spec = load_spec({"name": "t", "data": {"source": f"text:{f}"}})
+    spec = data_only_spec({"source": f"text:{f}"})
     data = prepare(spec, get_task("classification"))[0]
     run = RunDir(tmp_path / "run")
     _write_inputs(run, spec, data)
@@ -198,7 +198,7 @@ def test_same_ids_from_the_tokenizer_file_on_the_test_split(tmp_path: Path) -> N
     from canonml.data.split import split_indices
 
     f = write_reviews(tmp_path / "reviews.csv")
-    spec = load_spec({"name": "t", "data": {"source": f"text:{f}", "text": {"max_length": 12}}})
+    spec = data_only_spec({"source": f"text:{f}", "text": {"max_length": 12}})
     task = get_task("classification")
     loaded = load_data(spec, task)
     data, _ = split_loaded(spec, loaded, task)

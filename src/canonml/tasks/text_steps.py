@@ -1,0 +1,113 @@
+"""Fine-tuning a pretrained text classifier (torch; imported when a run trains).
+
+``TextClassificationStep``: the classification loss over token ids, with the attention mask
+built from the padding id and each batch trimmed to its longest row (dynamic padding), and
+two parameter groups — the encoder (and adapters) at ``model.encoder_lr``, the head at
+``train.optimizer.lr``. ``FineTuneMonitor`` records the trainable and total parameters and
+merges LoRA adapters into the weights when training ends (after writing them, with the
+head, to ``adapter.safetensors``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch  # noqa: TID253  (this module is imported only when a run trains)
+from torch import nn  # noqa: TID253
+
+from canonml.tasks.steps import ClassificationStep
+from canonml.train.callbacks import Callback
+
+EVAL_BATCH = 128  # rows per evaluation batch: attention is rows × heads × tokens²
+ADAPTER_FILE = "adapter.safetensors"
+
+
+def trimmed(ids: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids (B, S) right-padded → (ids, mask) cut to the longest row's length (at least 1)."""
+    mask = (ids != pad_id).long()  # (B, S), 1 = token
+    width = max(int(mask.sum(dim=1).max()), 1) if len(ids) else 1
+    return ids[:, :width], mask[:, :width]
+
+
+def by_length(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Row order that puts texts of similar length together (less padding per batch)."""
+    return torch.argsort((ids != pad_id).sum(dim=1), stable=True)
+
+
+class TextClassificationStep(ClassificationStep):
+    def __init__(self, model: nn.Module, spec: Any, encoder_lr: float | None) -> None:
+        from canonml.train.optim import OPTIMIZERS
+
+        super().__init__(model, spec)
+        self.pad_id = int(model.pad_id)  # type: ignore[arg-type]
+        head = [p for p in model.head.parameters() if p.requires_grad]  # type: ignore[union-attr]
+        ids = {id(p) for p in head}
+        encoder = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+        groups: list[dict[str, Any]] = [{"params": head}]
+        if encoder:  # freeze: all trains the head alone
+            groups.append({"params": encoder, "lr": encoder_lr or spec.optimizer.lr})
+        build = OPTIMIZERS.get(spec.optimizer.name)
+        self.optimizer = build(spec.optimizer, groups)  # type: ignore[arg-type]  # param groups
+        self.optimizers = {"optimizer": self.optimizer}
+        self._penalised = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids, mask = trimmed(x, self.pad_id)
+        return self.model(ids, mask)
+
+    @torch.no_grad()
+    def evaluate(self, *split: torch.Tensor) -> dict[str, float]:
+        x, y = split
+        was_training = self.model.training
+        self.model.eval()
+        order = by_length(x, self.pad_id)
+        sums: dict[str, torch.Tensor] = {}
+        for start in range(0, len(x), EVAL_BATCH):
+            rows = order[start : start + EVAL_BATCH]
+            out, yb = self.forward(x[rows]), y[rows]
+            logs = {"loss": self.loss(out, yb) * len(rows), **self.batch_metrics(out, yb)}
+            for k, v in logs.items():
+                sums[k] = sums.get(k, torch.zeros((), device=v.device)) + v
+        self.model.train(was_training)
+        return {k: float(v) / max(len(x), 1) for k, v in sums.items()}
+
+
+class FineTuneMonitor(Callback):
+    """Trainable and total parameters (into ``data.info["fine_tune"]``, kept across a
+    resume); at the end, the adapters and head saved, then merged into the weights."""
+
+    key = "fine_tune"
+
+    def __init__(self, model: nn.Module, data: Any, out: Path | None) -> None:
+        self.model, self.data, self.out = model, data, out
+        self.counts: dict[str, int] | None = None
+
+    def on_train_begin(self, state: Any) -> None:
+        if self.counts is None:
+            params = list(self.model.parameters())
+            self.counts = {
+                "trainable": sum(p.numel() for p in params if p.requires_grad),
+                "total": sum(p.numel() for p in params),
+            }
+        self.data.info["fine_tune"] = dict(self.counts)
+
+    def on_train_end(self, state: Any) -> None:
+        adapted = {n: p for n, p in self.model.state_dict().items() if _adapter_or_head(n)}
+        has_adapter = any(not n.startswith("head.") for n in adapted)
+        if has_adapter and self.out is not None:
+            from canonml.io import atomic_write
+            from canonml.models.weights import weights_bytes
+
+            atomic_write(self.out, weights_bytes(adapted, None))
+        self.model.merge_adapter()  # type: ignore[operator]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.counts = state["counts"]
+
+
+def _adapter_or_head(name: str) -> bool:
+    return name.startswith("head.") or ".lora_" in name
