@@ -64,8 +64,6 @@ def text_feeds(pkg: Package, texts: list[str]) -> dict[str, np.ndarray]:
     """``input_ids`` and ``attention_mask`` of ``texts``, trimmed to the longest."""
     from tokenizers import Tokenizer
 
-    from canonml.data.text import encode_rows
-
     text = pkg.signature["text"]
     try:
         tokenizer = Tokenizer.from_str(pkg.read(text["tokenizer"]).decode("utf-8"))
@@ -73,8 +71,19 @@ def text_feeds(pkg: Package, texts: list[str]) -> dict[str, np.ndarray]:
         if isinstance(e, PackageError):
             raise
         raise PackageError(f"{text['tokenizer']}: not a tokenizers file ({e})") from None
-    ids = encode_rows(tokenizer, texts, int(text["max_length"]), int(text["pad_id"]))
-    mask = (ids != int(text["pad_id"])).astype(np.int64)  # (N, S), 1 = token
+    return encode_texts(tokenizer, texts, int(text["max_length"]), int(text["pad_id"]))
+
+
+def encode_texts(
+    tokenizer: Any, texts: list[str], max_length: int, pad_id: int
+) -> dict[str, np.ndarray]:
+    """The graph's ``input_ids`` and ``attention_mask`` (N, S) int64 of ``texts``, S the
+    longest text's tokens: training's ``encode_rows``, then trimmed (canon predict and canon
+    serve both call this)."""
+    from canonml.data.text import encode_rows
+
+    ids = encode_rows(tokenizer, texts, max_length, pad_id)
+    mask = (ids != pad_id).astype(np.int64)  # (N, S), 1 = token
     width = max(int(mask.sum(axis=1).max()), 1)
     return {"input_ids": ids[:, :width], "attention_mask": mask[:, :width]}
 

@@ -128,8 +128,9 @@ def _load(
         # With max_batch 1 a call is a request: its size is in the latency count already.
         on_batch = functools.partial(metrics.batch, model.name) if max_batch > 1 else None
         inline = model.time_call(max_batch) <= INLINE_SECONDS
+        pad = model.text.pad if model.text is not None else None
         batchers[model.name] = Batcher(
-            model.run, max_batch, max_wait_ms / 1000, on_batch, inline=inline
+            model.run, max_batch, max_wait_ms / 1000, on_batch, inline=inline, pad=pad
         )
     return models, batchers
 

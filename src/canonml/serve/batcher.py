@@ -2,7 +2,9 @@
 
 Requests wait in a list; one drain task per model takes up to ``max_batch`` samples,
 concatenates them along the batch axis, runs the session once and hands each request its
-slice. Batches form by themselves under load, because requests pile up while a call runs;
+slice (a text classifier's requests, each trimmed to its own longest text, are first padded
+to the longest of the batch: ``pad`` gives each such input's padding value). Batches form
+by themselves under load, because requests pile up while a call runs;
 ``max_wait`` lets a batch that is not full wait a little for more.
 
 Where the call runs: a short one (``inline``) on the event loop, since handing it to a
@@ -35,8 +37,10 @@ class Batcher:
         max_wait_s: float,
         on_batch: Callable[[int], None] | None = None,
         inline: bool = True,
+        pad: dict[str, int] | None = None,
     ) -> None:
         self._run = run
+        self._pad = pad or {}
         self.inline = inline
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max(0.0, max_wait_s)
@@ -99,7 +103,7 @@ class Batcher:
                 self._full.clear()
             if not batch:
                 continue
-            feeds = _concat([f for f, _, _ in batch])
+            feeds = _concat([f for f, _, _ in batch], self._pad)
             self._on_batch(sum(n for _, n, _ in batch))
             try:
                 if self._executor is None:
@@ -125,10 +129,24 @@ class Batcher:
         return batch
 
 
-def _concat(feeds: list[Feeds]) -> Feeds:
+def _concat(feeds: list[Feeds], pad: dict[str, int]) -> Feeds:
+    """The requests' feeds as one batch; ``pad`` inputs are right-padded to the widest."""
     if len(feeds) == 1:
         return feeds[0]
-    return {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}
+    out = {}
+    for name in feeds[0]:
+        parts = [f[name] for f in feeds]
+        if name in pad:
+            width = max(x.shape[1] for x in parts)  # (n, S) each → (sum n, width)
+            parts = [_widen(x, width, pad[name]) for x in parts]
+        out[name] = np.concatenate(parts)
+    return out
+
+
+def _widen(x: np.ndarray, width: int, value: int) -> np.ndarray:
+    if x.shape[1] == width:
+        return x
+    return np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=value)
 
 
 def _scatter(out: Feeds, batch: list[_Pending]) -> None:

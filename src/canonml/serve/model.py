@@ -1,4 +1,8 @@
-"""A served model: an opened package's signature, its ONNX Runtime session and OIP metadata."""
+"""A served model: an opened package's signature, its ONNX Runtime session and OIP metadata.
+
+A text classifier (a signature with a ``text`` entry) is served as a model of one BYTES
+input ``text``: ``canonml.serve.text`` turns its strings into the graph's token inputs.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from canonml.errors import CanonError
+from canonml.serve.text import INPUT as TEXT_INPUT
+from canonml.serve.text import TextInput
 
-# OIP v2 tensor datatypes and their numpy dtypes (BYTES is not a numeric tensor: not served).
+# OIP v2 tensor datatypes and their numpy dtypes. BYTES (strings) is not a numeric tensor: a
+# signature cannot declare it; only a text classifier's ``text`` input is one.
+BYTES = "BYTES"
 DTYPES: dict[str, np.dtype[Any]] = {
     name: np.dtype(np_name)
     for name, np_name in {
@@ -48,6 +56,8 @@ class PackageLike(Protocol):
 
     def session(self, threads: int = 1) -> Any: ...
 
+    def read(self, name: str) -> bytes: ...  # a text classifier's tokenizer.json
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -59,7 +69,7 @@ class TensorSpec:
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return DTYPES[self.datatype]
+        return np.dtype(object) if self.datatype == BYTES else DTYPES[self.datatype]
 
     def metadata(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
@@ -85,7 +95,13 @@ class ServedModel:
             raise CanonError(f"{self.name}: the signature lists no inputs or no outputs")
         self.version = str(package.manifest.get("version", "1"))
         self.task = str(package.manifest.get("task", ""))
-        self.inputs = [_tensor(t, f"{self.name}: signature.inputs") for t in sig["inputs"]]
+        # What the ONNX graph takes, and what clients send (the same but for text).
+        self.graph_inputs = [_tensor(t, f"{self.name}: signature.inputs") for t in sig["inputs"]]
+        text = sig.get("text")
+        self.text = TextInput(package, text, self.graph_inputs) if isinstance(text, dict) else None
+        self.inputs = (
+            [TensorSpec(TEXT_INPUT, BYTES, (-1,))] if self.text else list(self.graph_inputs)
+        )
         self.outputs = [_tensor(t, f"{self.name}: signature.outputs") for t in sig["outputs"]]
         self.output_index = {t.name: t for t in self.outputs}
         # Inputs whose values have a closed range (a generator's class label): [lo, hi].
@@ -100,7 +116,7 @@ class ServedModel:
         ]
         self.features: list[str] = list(sig.get("features") or [])
         self.kind: str = sig.get("kind") or (
-            "image" if len(self.inputs[0].shape) == 4 else "tabular"
+            "image" if len(self.graph_inputs[0].shape) == 4 else "tabular"
         )
         self.image_shape: list[int] | None = sig.get("image_shape")
         sampler = sig.get("sampler")
@@ -123,6 +139,12 @@ class ServedModel:
                 f"{self.name}: model.onnx does not run on its signature ({first})"
             ) from None
         self.load_seconds = time.perf_counter() - start
+
+    def encode(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The graph's feeds for a checked request's inputs: texts are tokenized here."""
+        if self.text is None:
+            return feeds
+        return self.text.encode(feeds[TEXT_INPUT].tolist())
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One ONNX Runtime call; every array is batch-first."""
@@ -165,8 +187,10 @@ class ServedModel:
         }
 
     def _example(self) -> dict[str, np.ndarray]:
+        if self.text is not None:
+            return self.text.example()
         # One zero sample: free dimensions past the batch one become 1.
         return {
             t.name: np.zeros([1] + [max(d, 1) for d in t.shape[1:]], dtype=t.dtype)
-            for t in self.inputs
+            for t in self.graph_inputs
         }

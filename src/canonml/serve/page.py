@@ -3,7 +3,8 @@
 The page is a static shell; it reads the served models from ``/ui/models`` (with the
 bearer token the person types, when the server has one) and calls the OIP v2 infer route.
 Tabular models get one number field per feature; image models a drawing canvas scaled
-to the input size. The answer is a bar chart of class probabilities. A generator (a model
+to the input size; text classifiers a text box (sent as the BYTES input ``text``, which the
+server tokenizes). The answer is a bar chart of class probabilities. A generator (a model
 whose ``sampler`` is its own graph) gets a "Generate" button instead, with a count and,
 when conditional, a class picker: the page draws standard normal noise, sends it (and the
 class) to the infer route and paints the images it gets back. A language model (one with a
@@ -41,7 +42,7 @@ font-size:13px}
 .error{color:#b3261e}#auth{display:none;gap:8px;align-items:center}
 .gen label{margin-right:12px;font-size:13px}.gen input{width:4em}
 canvas.samples{background:#fff;cursor:default}
-form.lm textarea{font:inherit;width:min(640px,90vw);padding:4px}
+form.lm textarea,form.text textarea{font:inherit;width:min(640px,90vw);padding:4px}
 form.lm label{margin-right:12px;font-size:13px}form.lm input{width:5em}
 pre.answer{white-space:pre-wrap;font:inherit;max-width:720px;margin:0}
 pre.answer .prompt{color:#667}
@@ -107,7 +108,8 @@ function render(m) {
     generatorInput(m, box, sec);
     return sec;
   }
-  const read = m.kind === "image" ? canvasInput(m, box) : formInput(m, box);
+  const read = m.kind === "image" ? canvasInput(m, box)
+    : m.kind === "text" ? textInput(box) : formInput(m, box);
   const go = document.createElement("button");
   go.className = "predict";
   go.textContent = "Predict";
@@ -127,6 +129,16 @@ function formInput(m, el) {
     if (!Number.isFinite(v)) throw new Error("feature '" + f + "' needs a number");
     return v;
   });
+}
+
+function textInput(el) {  // a text classifier: one text, tokenized by the server
+  el.innerHTML = '<form class="text"><textarea class="text" rows="3" ' +
+    'placeholder="a text to classify"></textarea></form>';
+  return () => {
+    const text = $("textarea", el).value;
+    if (!text.trim()) throw new Error("type a text to classify");
+    return [text];
+  };
 }
 
 function canvasInput(m, el) {

@@ -6,7 +6,10 @@ is a ``ServeError`` whose message names the input or output and what was expecte
 
 Parameters are checked like fields: the ones of Triton's binary tensor data and
 classification extensions are honoured, any other one is refused (never silently ignored).
-``canonml.serve.response`` encodes the answer.
+A text classifier's ``text`` input is a BYTES tensor: JSON strings, or binary data of
+4-byte little-endian lengths each followed by that many UTF-8 bytes (Triton's encoding);
+``ServedModel.encode`` tokenizes the checked texts. ``canonml.serve.response`` encodes
+the answer.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 import orjson
 
 from canonml.errors import CanonError
-from canonml.serve.model import ServedModel, TensorSpec
+from canonml.serve.model import BYTES, ServedModel, TensorSpec
 from canonml.tasks.classification import SERVE_EXTENSION as CLASSIFICATION
 
 INT64_MAX = 2**63 - 1
@@ -103,7 +106,7 @@ def parse_request(
     feeds = _inputs(req.get("inputs"), model, memoryview(binary))
     batch = _batch_size(feeds)
     outputs = _outputs(req.get("outputs"), model, binary_output)
-    return InferRequest(request_id, feeds, outputs, batch)
+    return InferRequest(request_id, model.encode(feeds), outputs, batch)
 
 
 def error_body(message: str) -> bytes:
@@ -194,7 +197,11 @@ def _tensor(
         if "binary_data_size" in params:
             if "data" in entry:
                 raise ServeError(f"{where}: give 'data' or binary_data_size, not both")
+            if spec.datatype == BYTES:
+                return _binary_texts(params["binary_data_size"], shape, size, binary, where)
             return _binary(params["binary_data_size"], spec, shape, size, binary, where)
+    if spec.datatype == BYTES:
+        return _texts(entry.get("data"), shape, size, where), binary
     array = _array(entry.get("data"), spec, where)
     if array.size != size:
         raise ServeError(f"{where}: data has {array.size} elements but shape {shape} needs {size}")
@@ -264,6 +271,55 @@ def _binary(
     if spec.dtype.kind == "f" and not np.isfinite(array).all():
         raise ServeError(f"{where}: binary data holds NaN or infinity")
     return array.astype(spec.dtype), binary[need:]
+
+
+def _texts(data: Any, shape: list[int], size: int, where: str) -> np.ndarray:
+    """A BYTES input given as JSON: a flat list of ``size`` non-blank strings."""
+    if type(data) is not list:
+        raise ServeError(f"{where}: 'data' must be a list of strings (BYTES)")
+    if len(data) != size:
+        raise ServeError(f"{where}: data has {len(data)} elements but shape {shape} needs {size}")
+    for i, text in enumerate(data):
+        if type(text) is not str:
+            raise ServeError(f"{where}: element {i} is {text!r:.40}, not a string")
+        _check_text(text, i, where)
+    return np.array(data, dtype=object).reshape(shape)
+
+
+def _binary_texts(
+    nbytes: Any, shape: list[int], size: int, binary: memoryview, where: str
+) -> tuple[np.ndarray, memoryview]:
+    """A BYTES input as binary data: per element a 4-byte little-endian length, its bytes."""
+    if type(nbytes) is not int or nbytes < 0:
+        raise ServeError(f"{where}: binary_data_size must be a byte count, got {nbytes!r:.40}")
+    if len(binary) < nbytes:
+        raise ServeError(f"{where}: binary data ends {nbytes - len(binary)} bytes short")
+    data, at, texts = binary[:nbytes], 0, []
+    for i in range(size):
+        if at + 4 > nbytes:
+            raise ServeError(f"{where}: binary_data_size {nbytes} ends inside element {i}")
+        length = int.from_bytes(data[at : at + 4], "little")
+        at += 4
+        if at + length > nbytes:
+            raise ServeError(f"{where}: binary_data_size {nbytes} ends inside element {i}")
+        try:
+            text = str(data[at : at + length], "utf-8")
+        except UnicodeDecodeError as e:
+            raise ServeError(f"{where}: element {i} is not valid UTF-8 ({e.reason})") from None
+        at += length
+        _check_text(text, i, where)
+        texts.append(text)
+    if at != nbytes:
+        raise ServeError(
+            f"{where}: binary_data_size {nbytes} holds {nbytes - at} bytes past the "
+            f"{size} elements of shape {shape}"
+        )
+    return np.array(texts, dtype=object).reshape(shape), binary[nbytes:]
+
+
+def _check_text(text: str, i: int, where: str) -> None:
+    if not text.strip():  # canon predict skips blank lines; a model has nothing to read
+        raise ServeError(f"{where}: element {i} is blank; send some text")
 
 
 def _batch_size(feeds: dict[str, np.ndarray]) -> int:
