@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -197,3 +198,36 @@ def data_only_spec(data: dict[str, Any]) -> Any:
         evaluate=EvaluateSpec(),
         track=False,
     )
+
+
+@contextlib.contextmanager
+def served(package: Path, *args: str) -> Iterator[str]:
+    """``canon serve PACKAGE ARGS`` on a free port of 127.0.0.1 until ready; its URL; stopped
+    when the block ends."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "canonml", "serve", str(package), "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "canon serve did not come up in 60 s"
+                time.sleep(0.1)
+        yield url
+    finally:
+        stop_process(proc)

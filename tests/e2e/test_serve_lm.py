@@ -11,7 +11,6 @@ stream into the page.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import run_cli, stop_process
+from tests.conftest import run_cli, served
 
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 TOKEN = "lm-token"
@@ -54,29 +53,8 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(package: Path) -> Iterator[str]:
     """``canon serve PKG --token TOKEN`` on a free port of 127.0.0.1, stopped afterwards."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "canonml", "serve", str(package), "--port", str(port)]
-        + ["--token", TOKEN],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "canon serve did not come up in 60 s"
-                time.sleep(0.1)
+    with served(package, "--token", TOKEN) as url:
         yield url
-    finally:
-        stop_process(proc)
 
 
 def client(server: str, api_key: str = TOKEN) -> Any:

@@ -12,11 +12,9 @@ input; headless Chromium types a review and sees the chart.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import numpy as np
 import pytest
 
 import canonml
-from tests.conftest import run_cli, stop_process
+from tests.conftest import run_cli, served
 from tests.e2e.test_fine_tune import NEG, POS, reviews, tune_spec
 from tests.e2e.test_language_model import lm_spec
 from tests.e2e.test_serve import section, shown_probabilities
@@ -55,29 +53,8 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(package: Path) -> Iterator[str]:
     """``canon serve PKG`` on a free port of 127.0.0.1 with batching on, stopped afterwards."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "canonml", "serve", str(package), "--port", str(port)]
-        + ["--max-batch", "4", "--max-wait-ms", "250"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "canon serve did not come up in 60 s"
-                time.sleep(0.1)
+    with served(package, "--max-batch", "4", "--max-wait-ms", "250") as url:
         yield url
-    finally:
-        stop_process(proc)
 
 
 def predicted(package: Path, texts: list[str], tmp_path: Path) -> np.ndarray:
