@@ -160,8 +160,9 @@ def warn_unknown(state: State, tokenizer: Tokenizer, rate: float) -> None:
     unk = tokenizer.id_to_token(state["unk_id"]) if state["unk_id"] is not None else "unknown"
     warnings.warn(
         f"data.text.tokenizer: the checkpoint's tokenizer maps {rate:.0%} of the training "
-        f"tokens to {unk} (an English vocabulary on this text?); pretrain a tokenizer on it "
-        "(kind: char or bpe)",
+        f"tokens to {unk} (a vocabulary learned from other text); the model cannot read "
+        "those characters: pretrain on text like this with a tokenizer of its own (kind: char "
+        "or bpe)",
         CanonWarning,
         stacklevel=2,
     )

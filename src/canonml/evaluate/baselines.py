@@ -50,7 +50,7 @@ def run_baselines(
         {
             "name": "scratch",
             "accuracy": scratch_accuracy(spec, task, data, epochs),
-            "what": "the same architecture from random weights, same training budget",
+            "what": "the same architecture from random weights, trained for as many epochs",
         },
     ]
     return {"models": models, "verdict": verdict(accuracy, models)}

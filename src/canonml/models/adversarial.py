@@ -75,3 +75,14 @@ def check_labels(embed: nn.Module | None, labels: torch.Tensor | None) -> None:
         raise ValueError("this model is unconditional; call it without labels")
     if embed is not None and labels is None:
         raise ValueError("this model is conditional; pass labels, a (B,) int64 tensor")
+
+
+def with_labels(
+    z: torch.Tensor, embed: nn.Module | None, labels: torch.Tensor | None
+) -> torch.Tensor:
+    """A generator's noise ``z`` (B, latent) with the label's embedding appended when it is
+    conditional: (B, latent + K); checked as ``check_labels`` does."""
+    check_labels(embed, labels)
+    if embed is not None and labels is not None:
+        return torch.cat([z, embed(labels)], dim=1)
+    return z

@@ -23,6 +23,7 @@ from canonml.models.adversarial import (
     image_shape,
     label_classes,
     label_embedding,
+    with_labels,
 )
 from canonml.spec.model import DCGANSpec
 
@@ -56,10 +57,7 @@ class ConvGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_labels(self.embed, labels)
-        if self.embed is not None and labels is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, latent + K)
-        return self.net(z)
+        return self.net(with_labels(z, self.embed, labels))  # (B, latent [+ K]) in
 
 
 class ConvDiscriminator(nn.Module):
