@@ -137,10 +137,8 @@ class TextGenerator:
             CanonError: a bad setting, or a prompt that leaves no room in the context.
         """
         ids = self.prompt_ids(prompt)
-        tokens = self._tokens(
-            ids, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eos, True
-        )
-        return stream_text(self.tokenizer, ids, tokens)
+        settings = (temperature, top_k, top_p, seed, stop_at_eos)
+        return stream_text(self.tokenizer, ids, self.tokens(ids, max_new_tokens, *settings))
 
     def tokens(
         self,
