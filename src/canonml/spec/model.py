@@ -206,7 +206,8 @@ class PretrainedSpec(StrictModel):
     checkpoint: Annotated[str, Field(min_length=1)] = Field(
         description="a canonml GPT: its run directory, its package, or run:NAME (the newest "
         "finished run of that name under ./runs, written back as its directory); or a local "
-        "Hugging Face model directory (config.json, weights, tokenizer.json)",
+        "Hugging Face model directory (config.json, weights, tokenizer.json), also as "
+        "pkg:MODULE/PATH, a folder inside an installed Python package",
         examples=["run:news-gpt", "runs/news-gpt/20260101-120000-ab12/package"],
     )
     init: Literal["pretrained", "random"] = Field(

@@ -131,6 +131,9 @@ class ClassificationTask(TaskSpec):
             )
         if spec.evaluate.baselines and not data.is_text_source:
             return ("evaluate.baselines", "the baselines are for text classification; remove it")
+        problem = _reference_problem(spec.evaluate)
+        if problem is not None:
+            return problem
         if not pretrained:
             return None
         if data.text.pack:
@@ -382,3 +385,21 @@ Task = Annotated[
         json_schema_extra=_schema,
     ),
 ]
+
+
+def _reference_problem(evaluate: Any) -> tuple[str, str] | None:
+    """``evaluate.reference_encoders``: each one a readable checkpoint, with baselines on."""
+    from canonml.spec.checkpoint import read_checkpoint
+    from canonml.spec.root import CrossFieldError
+
+    if evaluate.reference_encoders and not evaluate.baselines:
+        return (
+            "evaluate.reference_encoders",
+            "reference encoders are scored beside the baselines; set evaluate.baselines: true",
+        )
+    for i, value in enumerate(evaluate.reference_encoders):
+        try:
+            read_checkpoint(value)
+        except CrossFieldError as e:
+            return (f"evaluate.reference_encoders[{i}]", str(e))
+    return None

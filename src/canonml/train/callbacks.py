@@ -10,6 +10,7 @@ import copy
 import csv
 import io
 import math
+import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,16 +140,38 @@ class TimeBudget(Callback):
     """Stop at the end of the epoch in which ``minutes`` of training have passed (the
     epochs' ``seconds`` summed over the history, so a resumed run keeps its budget).
 
+    After each epoch the budget's end is projected from the median epoch time so far (the
+    epoch in which it passes is the last), and each schedule that can (``warmup_cosine``)
+    is told to end its decay there: a run cut short by its budget still anneals, instead of
+    stopping at a high learning rate in the middle of a cosine planned for ``epochs``.
+
     The budget makes a run's length depend on the machine's speed: the same spec and seed
     give the same metrics only where the same number of epochs fits.
     """
 
-    def __init__(self, minutes: float) -> None:
+    def __init__(
+        self,
+        minutes: float,
+        schedules: dict[str, Schedule] | None = None,
+        steps_per_epoch: int = 1,
+        epochs: int = 1,
+    ) -> None:
         self.seconds = 60.0 * minutes
+        self.schedules = schedules or {}
+        self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         spent = sum(float(row.get("seconds", 0.0)) for row in state.history)
         state.stop = state.stop or spent >= self.seconds
+        done = len(state.history)
+        if state.stop or not done or spent <= 0.0:
+            return
+        # The median epoch: one slowed by a burst of other work does not cut the plan short.
+        typical = statistics.median(float(row.get("seconds", 0.0)) for row in state.history)
+        more = math.ceil((self.seconds - spent) / max(typical, 1e-9))
+        horizon = min(self.epochs, done + max(1, more)) * self.steps_per_epoch
+        for schedule in self.schedules.values():
+            schedule.set_horizon(horizon)
 
 
 class HistoryCSV(Callback):

@@ -55,6 +55,13 @@ class Schedule:
         else:
             self.scheduler.step()
 
+    def set_horizon(self, steps: int) -> None:
+        """End the decay after ``steps`` optimizer steps instead of the planned ones, where
+        the schedule can (``warmup_cosine``; a time budget moves its end, ``TimeBudget``)."""
+        for factor in getattr(self.scheduler, "lr_lambdas", []):
+            if isinstance(factor, WarmupCosine):
+                factor.total = max(factor.warm + 1, min(factor.planned, steps))
+
     def state_dict(self) -> dict[str, Any]:
         return self.scheduler.state_dict() if self.scheduler is not None else {}
 
@@ -91,19 +98,27 @@ def _onecycle(spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps
     return Schedule(sched, per_batch=True)
 
 
+class WarmupCosine:
+    """The learning-rate factor of ``warmup_cosine``: linear warm-up for ``warm`` steps, then
+    a cosine from 1 to 0 at step ``total`` (at most the ``planned`` epochs × steps). An object,
+    not a function, so LambdaLR's state dict keeps ``total`` across a resume."""
+
+    def __init__(self, warm: int, total: int) -> None:
+        self.warm, self.total, self.planned = warm, total, total
+
+    def __call__(self, step: int) -> float:
+        if step < self.warm:
+            return (step + 1) / self.warm
+        progress = min(1.0, (step - self.warm) / max(1, self.total - self.warm))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 @SCHEDULES.register("warmup_cosine")
 def _warmup_cosine(
     spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps: int
 ) -> Schedule:
     total = max(1, epochs * steps)
-    warm = int(spec.warmup * total)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
+    factor = WarmupCosine(int(spec.warmup * total), total)
     return Schedule(torch.optim.lr_scheduler.LambdaLR(opt, factor), per_batch=True)
 
 

@@ -49,7 +49,7 @@ def train_model(
     if cfg.early_stopping is not None:
         callbacks.append(EarlyStopping(cfg.early_stopping, model))
     if cfg.max_minutes is not None:
-        callbacks.append(TimeBudget(cfg.max_minutes))
+        callbacks.append(TimeBudget(cfg.max_minutes, schedules, batches, cfg.epochs))
     callbacks += task.callbacks(spec, step, data, run_dir)
     if console is not None:
         callbacks.append(ProgressReporter(console, cfg.epochs, batches))

@@ -89,3 +89,22 @@ def test_warmup_cosine_rises_linearly_then_decays_to_zero() -> None:
         0.5 * (1 + math.cos(math.pi * 45 / 90))
     )
     assert lrs[-1] < 0.01 and all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+
+
+def test_a_time_budget_ends_the_cosine_where_it_ends_the_run() -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = build_schedule(ScheduleSpec(name="warmup_cosine", warmup=0.1), opt, 20, 10)
+    budget, state, lrs = TimeBudget(1.0, {"model": sched}, 10, 20), TrainState(), []
+    while not state.stop:  # 20 epochs planned; 25 s each: the third spends the minute
+        for _ in range(10):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step_batch()
+        state.history.append({"seconds": 25.0})
+        budget.on_epoch_end(state, state.history[-1])
+    assert len(state.history) == 3 and lrs[-1] < 0.05  # annealed, not 97% of the peak
+    saved = sched.state_dict()
+    again = build_schedule(ScheduleSpec(name="warmup_cosine", warmup=0.1), opt, 20, 10)
+    again.load_state_dict(saved)  # a resumed run keeps the moved end
+    assert again.scheduler.lr_lambdas[0].total == 30
