@@ -213,6 +213,8 @@ def fingerprint(data: Dataset) -> str:
 
 
 def _contiguous(a: np.ndarray) -> memoryview:
+    if a.size == 0:  # (N, 0): a table whose every feature is categorical
+        return memoryview(b"")
     return np.ascontiguousarray(a).data.cast("B")
 
 

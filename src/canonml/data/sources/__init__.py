@@ -16,9 +16,15 @@ SOURCES: Registry[Source] = Registry("data source", "data.source")
 
 
 def load_source(spec: DataSpec) -> Dataset:
-    """Load the data named by ``spec.source`` (``scheme:arg``)."""
+    """Load the data named by ``spec.source`` (``scheme:arg``); a text source's texts with
+    ``data.anonymize.mask`` applied (a csv source anonymizes its own cells, before typing)."""
     scheme, _, arg = spec.source.partition(":")
-    return SOURCES.get(scheme)(arg, spec)
+    data = SOURCES.get(scheme)(arg, spec)
+    if spec.anonymize is not None and data.kind == "text":
+        from canonml.data.anonymize import mask_texts
+
+        data.x, data.info["anonymize"] = mask_texts(data.x, data.feature_names, spec.anonymize)
+    return data
 
 
 # Import for registration (each module registers its scheme).

@@ -12,7 +12,9 @@ would only memorise rows once one-hot encoded: it is left out with a warning unl
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +58,9 @@ def _load(table: Table, spec: DataSpec) -> Dataset:
     target = spec.target  # None: no target column (a task that needs none: every column)
     if target is not None:
         _check_column("data.target", target, table)
+    info = {}
+    if spec.anonymize is not None:
+        table, info["anonymize"] = anonymize_table(table, spec)
     chosen = _chosen_columns(table, spec)
     if target is None:
         y, no_target = np.zeros(len(table)), 0
@@ -90,7 +95,29 @@ def _load(table: Table, spec: DataSpec) -> Dataset:
         feature_names=list(numeric),
         categorical=cats,
         columns=[{"name": n, "kind": kinds[n][0], "missing": kinds[n][1]} for n in table.header],
+        info=info,
     )
+
+
+def anonymize_table(table: Table, spec: DataSpec) -> tuple[Table, dict[str, Any]]:
+    """``table`` with ``data.anonymize`` applied to its cells (before any is typed), and the
+    report of what changed; the rows k-anonymity suppresses are gone from every column."""
+    import pyarrow as pa
+
+    from canonml.data.anonymize import anonymize_columns
+
+    assert spec.anonymize is not None
+    cells = {name: table.columns[name].to_pylist() for name in table.header}
+    done = anonymize_columns(
+        cells, spec.anonymize, spec.target, set(spec.missing), categorical=spec.categorical or ()
+    )
+    if len(done.keep) < len(table):
+        mask = np.zeros(len(table), dtype=bool)
+        mask[done.keep] = True
+        table = table.filter(mask)
+    header = [n for n in table.header if n in done.columns]
+    columns = {n: pa.chunked_array([pa.array(done.columns[n], pa.string())]) for n in header}
+    return replace(table, header=header, columns=columns), done.report
 
 
 def _target(table: Table, target: str, missing: set[str]) -> tuple[Table, np.ndarray, int]:
