@@ -231,3 +231,31 @@ def served(package: Path, *args: str) -> Iterator[str]:
         yield url
     finally:
         stop_process(proc)
+
+
+def interrupted_run(
+    spec: str, out: Path, overrides: list[str], monkeypatch: Any, after: int = 2
+) -> Path:
+    """The run directory of ``spec`` stopped by Ctrl-C right after epoch ``after``'s
+    checkpoint (to ``--resume``)."""
+    import canonml
+    from canonml.train import checkpoint
+
+    save = checkpoint.Checkpointer.on_epoch_end
+
+    def stop(self: Any, state: Any, logs: dict[str, Any]) -> None:
+        save(self, state, logs)
+        if state.epoch == after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "on_epoch_end", stop)
+    try:
+        canonml.run(spec, out, overrides=overrides)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError(f"the run did not stop after epoch {after}")
+    finally:
+        monkeypatch.setattr(checkpoint.Checkpointer, "on_epoch_end", save)
+    (run_dir,) = (p for p in out.glob("*/*") if p.is_dir())
+    return run_dir

@@ -181,7 +181,8 @@ def _print_metrics(
         table.add_column(f"{cv['folds']}-fold CV mean ± std", justify="right")
     for name, value in metrics.items():
         ci = f"{interval[0]:.4f} – {interval[1]:.4f}" if interval and name == headline else ""
-        row = [name, f"{value:.4f}", ci]
+        shown = f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3g}"  # δ
+        row = [name, shown, ci]
         if cv:
             fold = cv["metrics"].get(name)
             row.append(f"{fold['mean']:.4f} ± {fold['std']:.4f}" if fold else "")
@@ -525,6 +526,48 @@ def validate(spec: SpecArg = None, template: TemplateOpt = None, overrides: SetO
     out.print(
         f"ok: {resolved.name} ({resolved.task.name}, {resolved.model.arch}, {resolved.data.source})"
     )
+
+
+@app.command("privacy-curve")
+def privacy_curve(
+    spec: SpecArg = None,
+    template: TemplateOpt = None,
+    overrides: SetOpt = None,
+    epsilons: Annotated[
+        str, typer.Option(help="target ε values, comma-separated; inf trains without DP")
+    ] = "0.5,1,3,8,inf",
+    seeds: Annotated[int, typer.Option(min=1, help="runs per ε (seed, seed+1, ...)")] = 1,
+    out_dir: Annotated[Path, typer.Option("--out", help="root of the runs and the curve")] = Path(
+        "runs"
+    ),
+) -> None:
+    """Train the spec at each ε and plot the test metric against ε (privacy_curve.png).
+
+    Example: canon privacy-curve --template breast-cancer --epsilons 0.5,1,3,8,inf
+    """
+    from canonml.evaluate.privacy_curve import medians, parse_epsilons
+    from canonml.evaluate.privacy_curve import privacy_curve as measure
+    from canonml.spec import load_spec
+
+    try:
+        values = parse_epsilons(epsilons)
+        resolved = load_spec(_spec_source(spec, template), overrides or [])
+        curve = measure(resolved, values, out_dir, seeds=seeds, console=err)
+    except CanonError as e:
+        fail(e)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
+    metric = curve["metric"]
+    table = Table(title=f"{resolved.name}: test {metric} against ε")
+    for column in ("target ε", f"median {metric}", "runs"):
+        table.add_column(column, justify="right")
+    counts: dict[float, int] = {}
+    for point in curve["points"]:
+        counts[point["target_epsilon"]] = counts.get(point["target_epsilon"], 0) + 1
+    for epsilon, value in medians(curve["points"], metric).items():
+        table.add_row(f"{epsilon:g}", f"{value:.4f}", str(counts[epsilon]))
+    out.print(table)
+    out.print(f"curve: {curve['plot']}")
 
 
 @app.command()

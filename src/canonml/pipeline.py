@@ -110,9 +110,11 @@ def _run(
 
         from canonml.data.prepare import load_data, split_loaded
         from canonml.models import build_model
+        from canonml.train.session import check_wrappers
 
         loaded = load_data(spec, task)
         data, pool = split_loaded(spec, loaded, task)
+        check_wrappers(spec, data)
         torch.manual_seed(spec.seed)
         model = build_model(
             spec.model, task.model_io(data.input_shape, data.label_names, data.preprocess)
@@ -223,6 +225,8 @@ def _evaluate(
     from canonml.evaluate.evaluate import evaluate_model
 
     evaluation = evaluate_model(spec, task, model, data)
+    # What a training wrapper measured of the run (privacy.dp: the ε spent and how).
+    evaluation.selected |= data.info.get("run_metrics", {})
     if spec.evaluate.cv:
         evaluation.cv = cross_validate(spec, task, loaded, pool)
     if spec.evaluate.baselines:

@@ -15,7 +15,7 @@ import pytest
 import canonml
 from canonml.package.reader import open_package
 from canonml.package.verify import verify_package
-from tests.conftest import run_cli
+from tests.conftest import interrupted_run, run_cli
 from tests.unit.serve.live import running
 
 SHORT = ["train.epochs=2", "track=false", "evaluate.ci=100"]
@@ -240,23 +240,10 @@ def test_bad_input_exits_2_naming_the_key(sets: list[str], fragment: str, tmp_pa
 def test_a_resumed_vae_ends_as_an_uninterrupted_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from canonml.train import checkpoint
-
     # 4 epochs, warm-up over 3: the run stops mid-warm-up, after epoch 2's checkpoint.
     sets = [*SHORT, "train.epochs=4", "model.kl_warmup=3"]
     whole = canonml.run("template:digits-vae", tmp_path / "whole", overrides=sets)
-    save = checkpoint.Checkpointer.on_epoch_end
-
-    def stop_after_two(self: Any, state: Any, logs: dict[str, Any]) -> None:
-        save(self, state, logs)
-        if state.epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint.Checkpointer, "on_epoch_end", stop_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        canonml.run("template:digits-vae", tmp_path / "cut", overrides=sets)
-    monkeypatch.setattr(checkpoint.Checkpointer, "on_epoch_end", save)
-    (run_dir,) = (tmp_path / "cut" / "digits-vae").iterdir()
+    run_dir = interrupted_run("template:digits-vae", tmp_path / "cut", sets, monkeypatch)
     assert not (run_dir / "metrics.json").exists()
     resumed = canonml.run(None, resume=run_dir)
     assert (run_dir / "metrics.json").read_bytes() == (whole.run_dir / "metrics.json").read_bytes()

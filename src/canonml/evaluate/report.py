@@ -367,6 +367,40 @@ def _preprocess(state: dict[str, Any]) -> str:
     return out
 
 
+@section("Privacy", order=41)
+def _privacy(ctx: ReportContext) -> str | None:
+    """``privacy.dp``: the ε spent, how it was accounted, and the ε per epoch
+    (``privacy.json``, written by ``canonml.train.privacy``)."""
+    import json
+
+    path = ctx.run_dir / "privacy.json"
+    if not path.is_file():
+        return None
+    p = json.loads(path.read_text(encoding="utf-8"))
+    rows: list[tuple[str, object]] = [
+        ("mechanism", p["mechanism"]),
+        ("ε spent (target)", f"{p['epsilon']:.4f} ({p['target_epsilon']:g})"),
+        ("δ", f"{p['delta']:.3g}"),
+        ("accountant", p["accountant"]),
+        ("noise multiplier σ", f"{p['noise_multiplier']:.6g}"),
+        ("clipping norm C", f"{p['max_grad_norm']:g}"),
+        ("sample rate q (Poisson)", f"{p['sample_rate']:.6g}"),
+        ("steps (planned)", f"{p['steps']} ({p['planned_steps']})"),
+        ("training examples", p["training_examples"]),
+    ]
+    spent = [(r.get("epoch"), r.get("epsilon")) for r in ctx.history if "epsilon" in r]
+    parts = [
+        facts(rows),
+        "<p>Opacus' accountant re-derives ε from σ, q, the steps and δ alone. The guarantee "
+        "covers each training example; validation and test data are not protected.</p>",
+    ]
+    if spent:  # at most 12 rows, the last epoch among them
+        shown = sorted({round(i * (len(spent) - 1) / 11) for i in range(12)})
+        rows_shown = [spent[i] for i in shown]
+        parts.append(table(["epoch", "ε spent"], [(e, f"{v:.4f}") for e, v in rows_shown]))
+    return "".join(parts)
+
+
 @section("Model", order=30)
 def _model(ctx: ReportContext) -> str:
     rows = [(r["layer"], r["output_shape"], r["parameters"]) for r in ctx.model_rows]

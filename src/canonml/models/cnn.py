@@ -7,7 +7,7 @@ from torch import nn
 from canonml.errors import SpecError
 from canonml.model_io import ModelIO
 from canonml.models import MODELS
-from canonml.models.layers import ACTIVATIONS, dense_stack
+from canonml.models.layers import ACTIVATIONS, dense_stack, norm_layer
 from canonml.spec.model import CNNSpec
 
 
@@ -27,7 +27,7 @@ def build_cnn(spec: CNNSpec, io: ModelIO) -> nn.Module:
     for i, out in enumerate(spec.channels, start=1):
         layers.append(nn.Conv2d(channels, out, spec.kernel_size, padding=spec.kernel_size // 2))
         if spec.batch_norm:
-            layers.append(nn.BatchNorm2d(out))
+            layers.append(norm_layer(spec.norm, out, 2))
         layers.append(ACTIVATIONS[spec.activation]())
         if spec.pool != "none" and i in pool_after:
             if min(height, width) < 2:
@@ -39,7 +39,12 @@ def build_cnn(spec: CNNSpec, io: ModelIO) -> nn.Module:
             height, width = height // 2, width // 2
         channels = out
     head, features = dense_stack(
-        channels * height * width, spec.dense, spec.activation, spec.dropout, spec.batch_norm
+        channels * height * width,
+        spec.dense,
+        spec.activation,
+        spec.dropout,
+        spec.batch_norm,
+        spec.norm,
     )
     # (B, C, H, W) → (B, C·H·W) → dense → (B, n_outputs)
     return nn.Sequential(*layers, nn.Flatten(), *head, nn.Linear(features, io.n_outputs))

@@ -16,6 +16,11 @@ from canonml.spec.model import MLPSpec
 def build_mlp(spec: MLPSpec, io: ModelIO) -> nn.Module:
     """Flatten → dense stack → linear head of ``io.n_outputs`` (logits or regression values)."""
     layers, width = dense_stack(
-        math.prod(io.input_shape), spec.hidden, spec.activation, spec.dropout, spec.batch_norm
+        math.prod(io.input_shape),
+        spec.hidden,
+        spec.activation,
+        spec.dropout,
+        spec.batch_norm,
+        spec.norm,
     )
     return nn.Sequential(nn.Flatten(), *layers, nn.Linear(width, io.n_outputs))

@@ -31,10 +31,29 @@ def model_card(
         _training_data(manifest, spec, described),
         _evaluation_data(manifest, spec),
         _metrics(manifest, spec, evaluation),
+        _privacy(manifest),
         _ethics(),
         _caveats(manifest, evaluation),
     ]
     return front_matter(manifest) + "\n".join(sections)
+
+
+def _privacy(m: dict[str, Any]) -> str:
+    """Differential privacy, when the model was trained with it (the manifest's block)."""
+    p = m.get("privacy")
+    if not p:
+        return "## Privacy\n\nTrained without differential privacy.\n"
+    return (
+        "## Privacy\n\n"
+        f"Trained with {p['mechanism']}: (ε = {p['epsilon']:.4g}, δ = {p['delta']:.3g})-"
+        f"differential privacy for each training example, by the {p['accountant']} "
+        f"accountant (target ε {p['target_epsilon']:g}). Noise multiplier "
+        f"{p['noise_multiplier']:.6g}, clipping norm {p['max_grad_norm']:g}, sample rate "
+        f"{p['sample_rate']:.6g}, {p['steps']} steps over {p['training_examples']} training "
+        "examples: Opacus' accountant re-derives ε from these numbers. The guarantee covers "
+        "the training data only, not the validation and test splits used to choose and "
+        "score the model.\n"
+    )
 
 
 def _details(m: dict[str, Any], spec: dict[str, Any], params: int) -> str:

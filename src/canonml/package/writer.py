@@ -77,6 +77,9 @@ def package_files(run: RunDir) -> dict[str, bytes]:
         created=utc_now(),
         versions=versions(),
     )
+    privacy = _read_json(run.path / "privacy.json", required=False)
+    if privacy:  # privacy.dp: the ε spent and what re-derives it (canonml.train.privacy)
+        manifest["privacy"] = {k: v for k, v in privacy.items() if k != "history"}
     try:
         model = rebuild_model(spec_text, weights, manifest["signature"])
     except PackageError as e:

@@ -21,6 +21,12 @@ class MLPSpec(StrictModel):
     activation: Activation = "relu"
     dropout: Dropout = 0.0
     batch_norm: bool = False
+    norm: Literal["batch", "group"] = Field(
+        "batch",
+        description="the normalisation batch_norm adds: batch (BatchNorm) or group "
+        "(per-example GroupNorm, what DP-SGD needs: min(32, C) groups over a conv map, one "
+        "group over a dense layer's features; privacy.dp switches to it)",
+    )
 
 
 class CNNSpec(StrictModel):
@@ -38,6 +44,12 @@ class CNNSpec(StrictModel):
     activation: Activation = "relu"
     dropout: Dropout = 0.0
     batch_norm: bool = False
+    norm: Literal["batch", "group"] = Field(
+        "batch",
+        description="the normalisation batch_norm adds: batch (BatchNorm) or group "
+        "(per-example GroupNorm, what DP-SGD needs: min(32, C) groups over a conv map, one "
+        "group over a dense layer's features; privacy.dp switches to it)",
+    )
 
 
 Latent = Annotated[int, Field(gt=0, le=4096)]

@@ -11,6 +11,7 @@ from canonml.spec.data import DataSpec
 from canonml.spec.evaluate import EvaluateSpec
 from canonml.spec.license import HELP, normalize_license
 from canonml.spec.model import MLPSpec, ModelSpec
+from canonml.spec.privacy import PrivacySpec
 from canonml.spec.task import TASK_VARIANTS, ClassificationTask, Task, task_class, task_name
 from canonml.spec.track import Track, TrackSpec
 from canonml.spec.train import TrainSpec
@@ -34,6 +35,10 @@ class Spec(StrictModel):
     train: TrainSpec = Field(default_factory=lambda: TrainSpec())
     evaluate: EvaluateSpec = Field(default_factory=lambda: EvaluateSpec())
     track: Track = Field(default_factory=lambda: TrackSpec())
+    privacy: PrivacySpec = Field(
+        default_factory=lambda: PrivacySpec(),
+        description="differential privacy of the training (privacy.dp: DP-SGD with Opacus)",
+    )
 
     @field_validator("license")
     @classmethod
@@ -110,7 +115,72 @@ class Spec(StrictModel):
         problem = task.cross_check(self)
         if problem is not None:
             raise _at(*problem)
+        self._private_training()
         return self
+
+    def _private_training(self) -> None:
+        """privacy.dp's rules: a task and training settings DP-SGD can account for; a
+        BatchNorm becomes GroupNorm (with a warning) unless ``strict``."""
+        dp = self.privacy.dp
+        if dp is None or not dp.is_private:
+            return
+        if not self.task.private:
+            raise _at(
+                "privacy.dp",
+                f"DP-SGD clips one loss per example; task {self.task.name} has no such step "
+                "(use it with classification or regression)",
+            )
+        train = self.train
+        clashes = [
+            (
+                "train.grad_clip",
+                train.grad_clip is not None,
+                "DP-SGD clips each example's "
+                "gradient to privacy.dp.max_grad_norm; remove train.grad_clip",
+            ),
+            (
+                "train.grad_accum",
+                train.grad_accum != 1,
+                "DP-SGD's accountant counts one noisy step per batch; set train.grad_accum to 1",
+            ),
+            (
+                "train.regularization",
+                train.regularization.l1 > 0 or train.regularization.l2 > 0,
+                "an explicit penalty's gradient is not clipped per example; use "
+                "train.optimizer.weight_decay instead",
+            ),
+            (
+                "train.max_minutes",
+                train.max_minutes is not None,
+                "ε is derived for a known "
+                "number of steps; train by epochs (remove train.max_minutes)",
+            ),
+        ]
+        for where, clash, message in clashes:
+            if clash:
+                raise _at(where, message)
+        if getattr(self.model, "batch_norm", False) and getattr(self.model, "norm", "") == "batch":
+            if dp.strict:
+                raise _at(
+                    "privacy.dp.strict",
+                    "BatchNorm mixes the examples of a batch, which DP-SGD cannot account for; "
+                    "set model.norm: group (or model.batch_norm: false), or strict: false to "
+                    "let canonml replace it",
+                )
+            import warnings
+
+            from canonml.errors import CanonWarning
+
+            warnings.warn(
+                CanonWarning(
+                    "privacy.dp: model.batch_norm's BatchNorm becomes GroupNorm (model.norm: "
+                    "group; min(32, C) groups in a conv block as Opacus' validator makes it, "
+                    "one in a dense layer): each example is normalised on its own, not each "
+                    "channel over the batch, so the layer computes something else"
+                ),
+                stacklevel=2,
+            )
+            self.model = self.model.model_copy(update={"norm": "group"})
 
 
 class CrossFieldError(ValueError):

@@ -67,6 +67,7 @@ class TaskSpec(StrictModel):
     scores_anomalies: ClassVar[bool] = False  # evaluate.anomaly applies
     archs: ClassVar[tuple[str, ...]] = ("mlp", "cnn")  # the model.arch values it trains
     scale: ClassVar[str | None] = None  # data.preprocess.scale default (None: the section's)
+    private: ClassVar[bool] = False  # privacy.dp applies (a supervised step: one loss per example)
 
     @classmethod
     def raw_defaults(cls, raw: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +95,7 @@ class ClassificationTask(TaskSpec):
     losses = ("cross_entropy",)
     headline = "accuracy"
     stratify = True
+    private = True
     archs = ("mlp", "cnn", "pretrained")
 
     @classmethod
@@ -155,6 +157,7 @@ class RegressionTask(TaskSpec):
     metrics = REGRESSION_METRICS
     losses = ("mse", "mae", "huber")
     headline = "r2"
+    private = True
 
 
 class ReconstructionTask(TaskSpec):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,25 @@ class TrainState:
     generator: torch.Generator = field(default_factory=torch.Generator)
 
 
+# An epoch's batches as row indices, drawn with the run's generator (DP-SGD: Poisson).
+Sampler = Callable[[int, torch.Generator], Iterable[torch.Tensor]]
+
+
+def _slices(
+    n: int, batch_size: int, steps_per_epoch: int | None, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """Consecutive slices of a seeded permutation (several, for ``steps_per_epoch``)."""
+    if steps_per_epoch is None:
+        perm = torch.randperm(n, generator=generator)
+        # A trailing batch of one example breaks batch norm; it is seen next epoch.
+        stop = n - 1 if n % batch_size == 1 and n > 1 else n
+    else:
+        stop = steps_per_epoch * batch_size
+        perm = torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-stop // n))])
+    for lo in range(0, stop, batch_size):
+        yield perm[lo : lo + batch_size]
+
+
 def fit(
     step: Step,
     train: tuple[torch.Tensor, ...],
@@ -32,6 +52,7 @@ def fit(
     state: TrainState,
     callbacks: list[Callback],
     steps_per_epoch: int | None = None,
+    sampler: Sampler | None = None,
 ) -> TrainState:
     """Train ``step.model`` from ``state.epoch`` to ``epochs`` or until a callback stops it.
 
@@ -52,22 +73,18 @@ def fit(
         for cb in callbacks:
             cb.on_epoch_begin(state)
         step.model.train()
-        if steps_per_epoch is None:
-            perm = torch.randperm(n, generator=state.generator)
-            # A trailing batch of one example breaks batch norm; it is seen next epoch.
-            stop = n - 1 if n % batch_size == 1 and n > 1 else n
+        if sampler is not None:
+            batches = sampler(n, state.generator)
         else:
-            stop = steps_per_epoch * batch_size
-            passes = [torch.randperm(n, generator=state.generator) for _ in range(-(-stop // n))]
-            perm = torch.cat(passes)
-        total = torch.zeros(())
-        for b, lo in enumerate(range(0, stop, batch_size)):
-            idx = perm[lo : lo + batch_size]
+            batches = _slices(n, batch_size, steps_per_epoch, state.generator)
+        total, seen = torch.zeros(()), 0
+        for b, idx in enumerate(batches):
             loss = step.train_batch(*(t[idx] for t in train))
             total.add_(loss, alpha=len(idx))  # in place: no temporary, no sync
+            seen += len(idx)
             for cb in per_batch:
                 cb.on_batch_end(state, b, loss)
-        logs: dict[str, Any] = {"epoch": state.epoch + 1, "train_loss": float(total) / stop}
+        logs: dict[str, Any] = {"epoch": state.epoch + 1, "train_loss": float(total) / max(seen, 1)}
         logs.update({f"train_{k}": v for k, v in step.epoch_logs().items()})
         if val is not None and len(val[0]) > 0:
             logs.update({f"val_{k}": v for k, v in step.evaluate(*val).items()})

@@ -39,13 +39,14 @@ def train_model(
     state.generator.manual_seed(spec.seed)
     step = task.make_step(spec, model, _augment(spec, data, state.generator))
     batches = cfg.steps_per_epoch or max(1, math.ceil(len(data.train) / cfg.batch_size))
+    wrappers = training_wrappers(spec, step, data, run_dir)  # before the schedules: DP's optimizer
     schedules = {
         name: build_schedule(cfg.schedule, opt, cfg.epochs, batches)
         for name, opt in step.optimizers.items()
     }
     has_val = len(data.val) > 0
     monitor = "val_loss" if has_val else "train_loss"
-    callbacks: list[Callback] = [LRSchedule(schedules, monitor)]
+    callbacks: list[Callback] = [LRSchedule(schedules, monitor), *wrappers]
     if cfg.early_stopping is not None:
         callbacks.append(EarlyStopping(cfg.early_stopping, model))
     if cfg.max_minutes is not None:
@@ -72,10 +73,47 @@ def train_model(
         state=state,
         callbacks=callbacks,
         steps_per_epoch=cfg.steps_per_epoch,
+        sampler=next((w.sampler for w in wrappers if hasattr(w, "sampler")), None),
     )
     stopper = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
     restored = stopper is not None and stopper.spec.restore_best and stopper.best_epoch > 0
     return state.history, (stopper.best_epoch if restored and stopper else None)
+
+
+def check_wrappers(spec: Spec, data: Prepared) -> None:
+    """What the training wrappers need of the data, checked before a run directory exists
+    (``privacy.dp``: δ below 1/N, a batch smaller than N)."""
+    dp = spec.privacy.dp
+    if dp is not None and dp.is_private:
+        from canonml.train.privacy import check_private
+
+        check_private(dp, len(data.train), spec.train.batch_size)
+
+
+def training_wrappers(
+    spec: Spec, step: Any, data: Prepared, run_dir: RunDir | None
+) -> list[Callback]:
+    """The spec's training wrappers around ``step`` (DESIGN §7), as callbacks: today
+    ``privacy.dp`` (DP-SGD, which also samples the batches)."""
+    dp = spec.privacy.dp
+    if dp is None or not dp.is_private:
+        return []
+    from canonml.train.privacy import PrivateTraining
+
+    cfg = spec.train
+    return [
+        PrivateTraining(
+            dp,
+            step,
+            len(data.train),
+            cfg.batch_size,
+            cfg.epochs,
+            cfg.steps_per_epoch,
+            spec.seed,
+            run_dir.path if run_dir is not None else None,
+            data.info,
+        )
+    ]
 
 
 def _augment(spec: Spec, data: Prepared, generator: torch.Generator) -> Any:

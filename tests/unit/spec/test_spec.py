@@ -116,5 +116,6 @@ def test_json_schema_describes_every_section() -> None:
         "train",
         "evaluate",
         "track",
+        "privacy",
     }
     assert schema["additionalProperties"] is False
