@@ -528,6 +528,35 @@ def validate(spec: SpecArg = None, template: TemplateOpt = None, overrides: SetO
     )
 
 
+@app.command()
+def audit(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
+    shadows: Annotated[
+        int | None, typer.Option(min=0, help="shadow models for LiRA (default: the spec's, 4)")
+    ] = None,
+) -> None:
+    """Membership inference against a run's model: loss and LiRA attacks (audit.json).
+
+    Example: canon audit runs/digits-mlp/<run-id> --shadows 4
+    """
+    from canonml.evaluate.audit import AUDIT_COLUMNS, audit_rows, audit_run
+
+    try:
+        result, written = audit_run(str(run_dir), shadows)
+    except CanonError as e:
+        fail(e)
+    table = Table(
+        title=f"membership inference: {result['members']} members vs "
+        f"{result['non_members']} non-members"
+    )
+    for column in AUDIT_COLUMNS:
+        table.add_column(column, justify="right")
+    for row in audit_rows(result):
+        table.add_row(*row)
+    out.print(table)
+    out.print(f"written: {written}")
+
+
 @app.command("privacy-curve")
 def privacy_curve(
     spec: SpecArg = None,

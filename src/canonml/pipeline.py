@@ -133,6 +133,8 @@ def _run(
             raise
         with _phase(phases, "evaluate"):
             evaluation = _evaluate(spec, task, model, data, loaded, pool, len(history))
+        with _phase(phases, "stages"):
+            post_training(spec, task, model, data, run_dir.path)
     write_json(run_dir.path / "evaluation.json", evaluation.summary())
     write_json(run_dir.metrics, evaluation.selected)
     with _phase(phases, "package"):
@@ -236,6 +238,17 @@ def _evaluate(
         details = evaluation.extra.setdefault("details", {})
         details["baselines"] = run_baselines(spec, task, data, loaded, accuracy, epochs)
     return evaluation
+
+
+def post_training(
+    spec: Spec, task: Task, model: torch.nn.Module, data: Prepared, run_dir: Path
+) -> None:
+    """The post-training stages the spec asks for (DESIGN §7); each writes its own file,
+    which its report section reads. Today: ``audit`` (membership inference)."""
+    if spec.audit is not None:
+        from canonml.evaluate.audit import run_audit
+
+        run_audit(spec, task, model, data, run_dir)
 
 
 def _report(

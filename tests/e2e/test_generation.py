@@ -213,34 +213,47 @@ def test_bad_gan_specs_exit_2_naming_the_key(
 
 
 @pytest.mark.parametrize(
-    ("lr", "message", "kept"),
+    ("lr", "later"),
     [
-        ("1000", "collapsed since epoch 1: ", None),  # at once: no checkpoint before it
-        ("0.1", "collapsed since epoch 9: ", 8),  # later: the one before it stays
+        ("1000", False),  # at once: no checkpoint before it
+        ("0.1", True),  # some epochs later (which one depends on the CPU's kernels)
     ],
 )
 def test_an_absurd_learning_rate_stops_the_run_and_packages_nothing(
-    tmp_path: Path, lr: str, message: str, kept: int | None
+    tmp_path: Path, lr: str, later: bool
 ) -> None:
+    import re
+
     import torch
 
-    sets = ["train.epochs=15", "track=false", f"train.optimizer.lr={lr}"]
+    sets = ["train.epochs=40", "track=false", f"train.optimizer.lr={lr}"]
     args = [a for s in sets for a in ("--set", s)]
     result = invoke("run", "--template", "digits-gan", *args, "--out", str(tmp_path))
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     line = result.output.strip().splitlines()[-1]  # after the epochs' progress lines
-    assert line.startswith("error: train: ") and message in line
+    assert line.startswith("error: train: ")
     assert "the generator's gradient was exactly 0" in line and "no package was written" in line
     assert f"train.optimizer.lr, got {lr}" in line
+    found = re.search(r"collapsed since epoch (\d+): ", line)
+    assert found, line
+    epoch = int(found.group(1))
     (run_dir,) = (tmp_path / "digits-gan").iterdir()
     assert not (run_dir / "package").exists() and not (run_dir / "metrics.json").exists()
     last = run_dir / "checkpoints" / "last.pt"
-    if kept is None:
+    if not later:
+        assert epoch == 1
         assert "no checkpoint was written" in line and not last.exists()
     else:
-        assert f"last.pt is kept: epoch {kept}, before the collapse" in line
-        assert torch.load(last, weights_only=True)["epoch"] == kept
+        kept = re.search(
+            r"last\.pt is kept: epoch (\d+), (before the collapse|after it began)", line
+        )
+        assert epoch > 1 and kept, line
+        # The checkpoint before the collapse's first epoch, or a later one when the collapse
+        # is only recognised in a later epoch (it spans 32 steps): the message says which.
+        saved = int(kept.group(1))
+        assert saved == epoch - 1 if kept.group(2) == "before the collapse" else saved >= epoch
+        assert torch.load(last, weights_only=True)["epoch"] == saved
 
 
 @pytest.mark.slow

@@ -120,3 +120,26 @@ def test_privacy_curve_trains_at_each_epsilon_and_plots(tmp_path: Path) -> None:
     assert curve["points"][0]["epsilon"] <= 1.0 and curve["points"][1]["epsilon"] == "inf"
     assert (tmp_path / "privacy_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "median accuracy" in result.stdout
+
+
+def test_an_audit_reports_both_attacks_and_the_dp_bound(tmp_path: Path) -> None:
+    sets = ["privacy.dp.epsilon=3", "train.epochs=3", "track=false"]
+    sets += ["audit.shadows=2", "audit.resamples=50"]
+    result = canonml.run("template:digits-mlp", tmp_path, overrides=sets)
+    audit = json.loads((result.run_dir / "audit.json").read_text("utf-8"))
+    assert set(audit["attacks"]) == {"loss", "lira"} and audit["members"] == 180
+    for r in audit["attacks"].values():
+        low, high = r["auc_interval"]
+        assert low <= r["auc"] <= high and set(r["tpr_at_fpr"]) == {"0.01", "0.001"}
+    bound = audit["dp_bound"]
+    assert bound["epsilon"] == pytest.approx(result.metrics["dp_epsilon"])
+    for r in audit["attacks"].values():  # what ε allows, measured as well as claimed
+        assert r["tpr_at_fpr"]["0.01"] <= bound["tpr_at_fpr"]["0.01"]
+    report = (result.run_dir / "report.html").read_text("utf-8")
+    assert "Membership inference audit" in report and "bound of" in report
+    again = run_cli("audit", str(result.run_dir), "--shadows", "0")
+    assert again.code == 0, again.stderr
+    assert "loss threshold" in again.stdout and "bound of" in again.stdout
+    assert set(json.loads((result.run_dir / "audit.json").read_text("utf-8"))["attacks"]) == {
+        "loss"
+    }

@@ -401,6 +401,35 @@ def _privacy(ctx: ReportContext) -> str | None:
     return "".join(parts)
 
 
+@section("Membership inference audit", order=52)
+def _audit(ctx: ReportContext) -> str | None:
+    """``audit.json`` (``canonml.evaluate.audit``): each attack beside what DP allows."""
+    import json
+
+    path = ctx.run_dir / "audit.json"
+    if not path.is_file():
+        return None
+    from canonml.evaluate.audit import AUDIT_COLUMNS, audit_rows
+
+    a = json.loads(path.read_text(encoding="utf-8"))
+    names = {"loss": "loss threshold", "lira": "LiRA"}
+    verdicts = [
+        f"{names.get(k, k)}: AUC within noise of 0.5 (indistinguishable from guessing)"
+        if r["chance"]
+        else f"{names.get(k, k)}: AUC above chance (its 95% interval excludes 0.5)"
+        for k, r in a["attacks"].items()
+    ]
+    return (
+        f"<p>{a['members']} training examples (members) against {a['non_members']} test "
+        "examples (non-members); a higher score says member. TPR at a fixed FPR is the share "
+        "of members found while wrongly accusing that share of non-members.</p>"
+        + table(list(AUDIT_COLUMNS), audit_rows(a))
+        + "<p>"
+        + "; ".join(html.escape(v) for v in verdicts)
+        + ".</p>"
+    )
+
+
 @section("Model", order=30)
 def _model(ctx: ReportContext) -> str:
     rows = [(r["layer"], r["output_shape"], r["parameters"]) for r in ctx.model_rows]

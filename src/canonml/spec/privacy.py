@@ -53,3 +53,19 @@ class PrivacySpec(StrictModel):
 def default_delta(n: int) -> float:
     """δ when the spec leaves it out: below 1/N with room to spare."""
     return min(1e-5, 1.0 / (10 * max(n, 1)))
+
+
+class AuditSpec(StrictModel):
+    """A membership-inference audit of the trained model (``canonml.evaluate.audit``)."""
+
+    shadows: Annotated[int, Field(ge=0, le=32)] = Field(
+        4,
+        description="shadow models for the LiRA-style attack, trained by the same spec on data "
+        "disjoint from the audited examples (0: the loss attack alone)",
+    )
+    resamples: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        200, description="bootstrap resamples for each attack's AUC interval"
+    )
+    examples: Annotated[int, Field(ge=20)] = Field(
+        2000, description="at most this many members and as many non-members are scored"
+    )

@@ -11,7 +11,7 @@ from canonml.spec.data import DataSpec
 from canonml.spec.evaluate import EvaluateSpec
 from canonml.spec.license import HELP, normalize_license
 from canonml.spec.model import MLPSpec, ModelSpec
-from canonml.spec.privacy import PrivacySpec
+from canonml.spec.privacy import AuditSpec, PrivacySpec
 from canonml.spec.task import TASK_VARIANTS, ClassificationTask, Task, task_class, task_name
 from canonml.spec.track import Track, TrackSpec
 from canonml.spec.train import TrainSpec
@@ -39,6 +39,18 @@ class Spec(StrictModel):
         default_factory=lambda: PrivacySpec(),
         description="differential privacy of the training (privacy.dp: DP-SGD with Opacus)",
     )
+    audit: AuditSpec | None = Field(
+        None,
+        description="membership-inference audit after training (true, or its settings); on "
+        "by default with privacy.dp",
+    )
+
+    @field_validator("audit", mode="before")
+    @classmethod
+    def _audit_switch(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @field_validator("license")
     @classmethod
@@ -54,6 +66,9 @@ class Spec(StrictModel):
         value the user gave is never rewritten; the rules check it."""
         if not isinstance(raw, dict):
             return raw
+        privacy = raw.get("privacy")
+        if isinstance(privacy, dict) and privacy.get("dp") and "audit" not in raw:
+            raw = {**raw, "audit": {}}  # a private model's privacy is measured, not only claimed
         variant = task_class(task_name(raw.get("task")))
         if variant is None:
             return raw  # the task field reports the unknown name
