@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -99,7 +100,7 @@ def _onecycle(spec: ScheduleSpec, opt: torch.optim.Optimizer, epochs: int, steps
     return Schedule(sched, per_batch=True)
 
 
-class Budgeted:
+class Budgeted(abc.ABC):
     """A learning-rate factor that rises linearly for ``warm`` steps and reaches 0 at step
     ``total`` (at most the ``planned`` epochs × steps; a time budget can move it earlier:
     ``Schedule.set_horizon``). An object, not a function, so LambdaLR's state dict keeps
@@ -113,8 +114,9 @@ class Budgeted:
             return (step + 1) / self.warm
         return self.after_warmup(step)
 
+    @abc.abstractmethod
     def after_warmup(self, step: int) -> float:
-        raise NotImplementedError
+        """The factor at ``step`` once the warm-up is over."""
 
 
 class WarmupCosine(Budgeted):
