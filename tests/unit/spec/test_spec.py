@@ -117,5 +117,6 @@ def test_json_schema_describes_every_section() -> None:
         "evaluate",
         "track",
         "privacy",
+        "audit",
     }
     assert schema["additionalProperties"] is False
