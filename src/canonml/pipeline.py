@@ -244,7 +244,12 @@ def post_training(
     spec: Spec, task: Task, model: torch.nn.Module, data: Prepared, run_dir: Path
 ) -> None:
     """The post-training stages the spec asks for (DESIGN §7); each writes its own file,
-    which its report section reads. Today: ``audit`` (membership inference)."""
+    which its report section reads: ``explain`` (attributions and their checks), ``audit``
+    (membership inference)."""
+    if spec.explain is not None:
+        from canonml.evaluate.explain import run_explain
+
+        run_explain(spec, task, model, data, run_dir)
     if spec.audit is not None:
         from canonml.evaluate.audit import run_audit
 

@@ -119,9 +119,14 @@ def facts(pairs: Sequence[tuple[str, object]]) -> str:
 def figure(ctx: ReportContext, key: str, caption: str) -> str:
     """``ctx.plots[key]`` inlined as a data URI, or nothing when that plot was not made."""
     path = ctx.plots.get(key)
-    if path is None or not Path(path).is_file():
+    return image(Path(path), caption) if path is not None else ""
+
+
+def image(path: Path, caption: str) -> str:
+    """The PNG at ``path`` inlined as a data URI, or nothing when it is missing."""
+    if not path.is_file():
         return ""
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (
         f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(caption)}">'
         f"<figcaption>{_esc(caption)}</figcaption></figure>"
@@ -428,6 +433,72 @@ def _audit(ctx: ReportContext) -> str | None:
         + "; ".join(html.escape(v) for v in verdicts)
         + ".</p>"
     )
+
+
+@section("Explanations", order=54)
+def _explanations(ctx: ReportContext) -> str | None:
+    """``explanations.json`` (``canonml.evaluate.explain``): attributions and the two checks
+    that say whether to trust them."""
+    import json
+
+    path = ctx.run_dir / "explanations.json"
+    if not path.is_file():
+        return None
+    from canonml.evaluate.explain import METHOD_NAMES
+
+    e = json.loads(path.read_text(encoding="utf-8"))
+    d, r = e["deletion"], e["randomisation"]
+    plots = {key: ctx.run_dir / name for key, name in e.get("plots", {}).items()}
+    rows: list[tuple[str, object]] = [
+        ("method", METHOD_NAMES.get(e["method"], e["method"])),
+        ("explained", e["explained"]),
+        ("baseline", e["baseline"]),
+        ("test examples checked", e["examples_checked"]),
+    ]
+    if "convergence_delta" in e:
+        rows.append(
+            (
+                "|convergence delta| mean / max",
+                "{mean_abs:.4g} / {max_abs:.4g}".format(**e["convergence_delta"]),
+            )
+        )
+    verdict = {True: "holds", False: "FAILS"}
+    checks = [
+        (
+            "deletion test",
+            verdict[d["holds"]],
+            f"area under the probability curve {d['area_attributed']:.3f} removing the most "
+            f"attributed inputs first, {d['area_random']:.3f} removing random ones; lower for "
+            f"{d['share_below_random']:.0%} of examples (Wilcoxon p = {d['p_value']:.2g})",
+        ),
+        (
+            "model randomisation",
+            verdict[r["holds"]],
+            f"mean Spearman ρ between the trained and a re-initialised model's attributions "
+            f"{r['mean_spearman']:.3f} (bound {r['bound']:g}); of their magnitudes "
+            f"{r['mean_spearman_abs']:.3f}",
+        ),
+    ]
+    parts = [facts(rows), table(["check", "verdict", "measured"], checks)]
+    if "explain_examples" in plots:
+        caption = (
+            "Input, attribution and the re-initialised model's attribution (red raises the "
+            "predicted class's probability, blue lowers it)"
+            if e["kind"] == "image"
+            else "Largest attributions of a few test rows (red: towards the predicted class)"
+        )
+        parts.append(image(plots["explain_examples"], caption))
+    if "global" in e:
+        g = e["global"]
+        rho = "n/a" if g["spearman"] is None else f"{g['spearman']:.3f}"
+        parts.append(
+            f"<p>Global importance: mean |attribution| beside scikit-learn's permutation "
+            f"importance on the test split (rank correlation {_esc(rho)}).</p>"
+        )
+        parts.append(image(plots.get("explain_global", Path()), "Global feature importance"))
+    parts.append(image(plots.get("explain_deletion", Path()), "Deletion test"))
+    parts.append(image(plots.get("explain_randomisation", Path()), "Model-randomisation check"))
+    return "".join(parts)
 
 
 @section("Model", order=30)

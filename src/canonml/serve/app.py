@@ -28,6 +28,7 @@ from canonml._version import __version__
 from canonml.errors import CanonError
 from canonml.serve.batcher import Batcher
 from canonml.serve.completion import error_body as openai_error_body
+from canonml.serve.explain import Explainers, explain_async
 from canonml.serve.metrics import Metrics
 from canonml.serve.model import PackageLike, ServedModel
 from canonml.serve.openai_api import add_openai_routes, load_language_models
@@ -95,6 +96,9 @@ def create_app(
     infer = _infer_endpoint(models, batchers, metrics, max_body)
     app.router.add_route(MODEL + "/infer", infer, ["POST"])  # first: routes match in order
     app.router.add_route(VERSION + "/infer", infer, ["POST"])
+    explain = _explain_endpoint(models, Explainers({p.name: p for p in packages}), max_body)
+    app.router.add_route(MODEL + "/explain", explain, ["POST"])
+    app.router.add_route(VERSION + "/explain", explain, ["POST"])
     _add_protocol_routes(app, models)
     _add_page_routes(app, models, metrics)
 
@@ -227,6 +231,26 @@ def _infer_endpoint(
         return Response(content, status, binary, media_type=BINARY)
 
     return infer
+
+
+def _explain_endpoint(models: dict[str, ServedModel], explainers: Explainers, max_body: int) -> Any:
+    async def explain(request: Request) -> Response:
+        name = ""
+        try:
+            model = _lookup(models, request.path_params)
+            name = model.name
+            headers = _headers(request.scope, b"content-length", b"inference-header-content-length")
+            body = await _read_body(request.receive, headers[0], max_body)
+            answer = await explain_async(explainers, model, body, _header_int(headers[1]))
+            return json_response(answer)
+        except ServeError as e:
+            return Response(error_body(str(e)), e.status, media_type=JSON)
+        except Exception as e:  # a bug: still JSON, and the server lives on
+            log.exception("explaining %r failed", name)
+            body = error_body(f"explain failed: {type(e).__name__}: {e}")
+            return Response(body, 500, media_type=JSON)
+
+    return explain
 
 
 def _headers(scope: Scope, *names: bytes) -> list[bytes | None]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,8 @@ _OUTPUT_KEYS = frozenset({"name", "parameters"})
 # every tensor here is read by its datatype and shape, which is what such a hint means for a
 # numeric tensor, so it is accepted wherever it may stand (as a string).
 _REQUEST_PARAMS = frozenset({"binary_data_output", "content_type"})
+# /explain's own request parameters (canonml.serve.explain).
+EXPLAIN_PARAMS = frozenset({"method", "target", "steps"})
 _INPUT_PARAMS = frozenset({"binary_data_size", "content_type"})
 _OUTPUT_PARAMS = frozenset({"binary_data", CLASSIFICATION, "class_count", "content_type"})
 # numpy kinds a JSON array may parse to, per expected datatype kind (bools are not numbers).
@@ -70,10 +72,14 @@ class InferRequest:
     feeds: dict[str, np.ndarray]
     outputs: list[RequestedOutput]
     batch: int
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_request(
-    body: bytes, model: ServedModel, header_length: int | None = None
+    body: bytes,
+    model: ServedModel,
+    header_length: int | None = None,
+    extra_params: frozenset[str] = frozenset(),
 ) -> InferRequest:
     """Parse and check an inference request body against ``model``'s metadata.
 
@@ -101,12 +107,13 @@ def parse_request(
     params = req.get("parameters")
     binary_output = False
     if params is not None:
-        _check_params(params, _REQUEST_PARAMS, "the request")
+        _check_params(params, _REQUEST_PARAMS | extra_params, "the request")
         binary_output = _flag(params, "binary_data_output", False, "the request")
     feeds = _inputs(req.get("inputs"), model, memoryview(binary))
     batch = _batch_size(feeds)
     outputs = _outputs(req.get("outputs"), model, binary_output)
-    return InferRequest(request_id, model.encode(feeds), outputs, batch)
+    extra = {k: v for k, v in (params or {}).items() if k in extra_params}
+    return InferRequest(request_id, model.encode(feeds), outputs, batch, extra)
 
 
 def error_body(message: str) -> bytes:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from canonml.spec.base import StrictModel
 from canonml.spec.data import DataSpec
 from canonml.spec.evaluate import EvaluateSpec
+from canonml.spec.explain import ExplainSpec
 from canonml.spec.license import HELP, normalize_license
 from canonml.spec.model import MLPSpec, ModelSpec
 from canonml.spec.privacy import AuditSpec, PrivacySpec
@@ -44,8 +45,13 @@ class Spec(StrictModel):
         description="membership-inference audit after training (true, or its settings); on "
         "by default with privacy.dp",
     )
+    explain: ExplainSpec | None = Field(
+        None,
+        description="attributions of the trained model's predictions (true, or its settings), "
+        "with a deletion test and a model-randomisation check",
+    )
 
-    @field_validator("audit", mode="before")
+    @field_validator("audit", "explain", mode="before")
     @classmethod
     def _audit_switch(cls, value: Any) -> Any:
         if value is True:
@@ -131,6 +137,15 @@ class Spec(StrictModel):
         if problem is not None:
             raise _at(*problem)
         self._private_training()
+        if self.explain is not None and (not task.explains or self.data.is_text_source):
+            raise _at(
+                "explain",
+                "attributions are over the input features or pixels of a classifier; "
+                f"task {task.name}"
+                + (" on text" if self.data.is_text_source else "")
+                + " has none (remove explain, or use it with classification on a table "
+                "or images)",
+            )
         return self
 
     def _private_training(self) -> None:

@@ -68,6 +68,7 @@ class TaskSpec(StrictModel):
     archs: ClassVar[tuple[str, ...]] = ("mlp", "cnn")  # the model.arch values it trains
     scale: ClassVar[str | None] = None  # data.preprocess.scale default (None: the section's)
     private: ClassVar[bool] = False  # privacy.dp applies (a supervised step: one loss per example)
+    explains: ClassVar[bool] = False  # explain applies (class scores over input features)
 
     @classmethod
     def raw_defaults(cls, raw: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +97,7 @@ class ClassificationTask(TaskSpec):
     headline = "accuracy"
     stratify = True
     private = True
+    explains = True
     archs = ("mlp", "cnn", "pretrained")
 
     @classmethod

@@ -118,5 +118,6 @@ def test_json_schema_describes_every_section() -> None:
         "track",
         "privacy",
         "audit",
+        "explain",
     }
     assert schema["additionalProperties"] is False
