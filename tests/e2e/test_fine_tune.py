@@ -178,6 +178,38 @@ def test_freeze_modes_and_random_init(tuned: canonml.RunResult, pretrained: Path
     assert not torch.equal(fresh.encoder.model.tok.weight, saved)
 
 
+def test_the_auxiliary_lm_loss_is_the_next_token_loss_of_the_batch(
+    tuned: canonml.RunResult, pretrained: Path
+) -> None:
+    import torch
+
+    from canonml.model_io import ModelIO
+    from canonml.models import build_model
+    from canonml.models.gpt import GPT
+    from canonml.tasks.text_steps import TextClassificationStep
+
+    io = ModelIO((-1,), 2, 2, pad_id=0)
+    torch.manual_seed(0)
+    model = build_model(tuned.spec.model.model_copy(update={"lm_loss": 0.5}), io).eval()
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
+    mask = (ids != 0).long()
+    logits, lm = model.with_lm_loss(ids, mask)
+    gpt = next(m for m in model.modules() if isinstance(m, GPT))
+    full = gpt(ids)  # (B, S, V): position t predicts token t + 1
+    want = torch.nn.functional.cross_entropy(
+        torch.cat([full[0, :3], full[1, :1]]), torch.tensor([6, 7, 8, 10])
+    )
+    torch.testing.assert_close(lm, want)
+    torch.testing.assert_close(logits, model(ids, mask))
+    step = TextClassificationStep(model, tuned.spec.train, None)
+    y = torch.tensor([0, 1])
+    combined = step.training_loss(ids, y)
+    torch.testing.assert_close(combined, step.loss(logits, y) + 0.5 * lm)
+    before = gpt.tok.weight.detach().clone()
+    step.train_batch(ids, y)
+    assert not torch.equal(before, gpt.tok.weight)
+
+
 @pytest.fixture(scope="module")
 def lora(root: Path) -> canonml.RunResult:
     spec = tune_spec(
@@ -264,6 +296,10 @@ def test_a_bad_checkpoint_is_one_line(checkpoint: str, fragment: str, tmp_path: 
         ({"model": {"arch": "mlp"}}, "model.arch"),
         ({"data": {"source": "sklearn:iris"}}, "data.source"),
         ({"model": {"arch": "pretrained", "checkpoint": str(MINILM), "freeze": 9}}, "model"),
+        (
+            {"model": {"arch": "pretrained", "checkpoint": str(MINILM), "lm_loss": 0.5}},
+            "only a canonml GPT",
+        ),
         (
             {"evaluate": {"baselines": True, "reference_encoders": ["pkg:no_such_pkg/model"]}},
             "evaluate.reference_encoders[0]",

@@ -48,6 +48,10 @@ class GPTEncoder(nn.Module):
     def blocks(self) -> nn.ModuleList:
         return self.model.blocks
 
+    def next_token_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """Final-normed states (B, S, C) → next-token logits (B, S, V), the tied head."""
+        return self.model.head(states)
+
 
 class HFEncoder(nn.Module):
     """A Hugging Face ``AutoModel``'s last hidden states."""
@@ -88,6 +92,10 @@ class TextClassifier(nn.Module):
         super().__init__()
         self.encoder, self.pooling, self.pad_id = encoder, spec.pooling, pad_id
         self.frozen = spec.freeze == "all"
+        self.lm_weight = spec.lm_loss
+        # The GPT inside (adapters wrap it), not registered again: its weights are the encoder's.
+        gpt = [m for m in encoder.modules() if isinstance(m, GPTEncoder)]
+        self._lm = gpt[:1]
         layers, width = dense_stack(width, spec.head.hidden, "gelu", spec.head.dropout, False)
         self.head = nn.Sequential(
             nn.Dropout(spec.head.dropout), *layers, nn.Linear(width, n_classes)
@@ -104,6 +112,22 @@ class TextClassifier(nn.Module):
         """The pooled features (B, C) the head reads."""
         mask = (ids != self.pad_id).long() if attention_mask is None else attention_mask
         return pool(self.encoder(ids, mask), mask, self.pooling)
+
+    def with_lm_loss(
+        self, ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits and the mean next-token cross-entropy over the real tokens of
+        ``ids``, from one pass through the encoder (``model.lm_loss``)."""
+        if not self._lm:
+            raise ValueError("lm_loss needs a canonml GPT encoder")
+        states = self.encoder(ids, attention_mask)
+        logits = self.head(pool(states, attention_mask, self.pooling))
+        following = self._lm[0].next_token_logits(states[:, :-1])  # (B, S-1, V)
+        targets = ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
+        lm = nn.functional.cross_entropy(
+            following.reshape(-1, following.shape[-1]), targets.reshape(-1), ignore_index=-100
+        )
+        return logits, lm
 
     def train(self, mode: bool = True) -> TextClassifier:
         super().train(mode)

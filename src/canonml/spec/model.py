@@ -246,6 +246,11 @@ class PretrainedSpec(StrictModel):
     adapter: AdapterSpec | None = Field(
         None, description="LoRA adapters instead of fine-tuning the encoder's weights"
     )
+    lm_loss: Annotated[float, Field(ge=0.0, le=10.0)] = Field(
+        0.0,
+        description="weight of an auxiliary next-token loss on the training texts while "
+        "fine-tuning, as GPT-1 did (0.5 there); a canonml GPT checkpoint only; 0: off",
+    )
     encoder: dict[str, Any] | None = Field(
         None,
         description="filled in from the checkpoint (do not write it): the encoder's "
@@ -262,6 +267,14 @@ class PretrainedSpec(StrictModel):
             )
         if self.adapter is not None and self.init == "random":
             raise ValueError("LoRA adapts pretrained weights; remove the adapter for init: random")
+        if self.lm_loss > 0 and self.freeze == "all":
+            raise ValueError("lm_loss trains the encoder, which freeze: all keeps fixed")
+        family = (self.encoder or {}).get("family")
+        if self.lm_loss > 0 and family is not None and family != "gpt":
+            raise ValueError(
+                "lm_loss needs the encoder's next-token head, which only a canonml GPT "
+                "checkpoint has; set it to 0"
+            )
         layers = encoder_layers(self.encoder)
         if isinstance(self.freeze, int) and layers is not None and self.freeze > layers:
             raise ValueError(f"freeze: {self.freeze} is more than the encoder's {layers} blocks")

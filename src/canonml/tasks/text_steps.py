@@ -56,6 +56,16 @@ class TextClassificationStep(ClassificationStep):
         ids, mask = trimmed(x, self.pad_id)
         return self.model(ids, mask)
 
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The classification loss, plus ``model.lm_loss`` × the next-token loss of the same
+        texts when it is set (the encoder keeps modelling the language it is tuned on)."""
+        weight = float(getattr(self.model, "lm_weight", 0.0))
+        if weight == 0:
+            return super().training_loss(x, y)
+        ids, mask = trimmed(x, self.pad_id)
+        logits, lm = self.model.with_lm_loss(ids, mask)  # type: ignore[operator]
+        return self.loss(logits, y) + weight * lm
+
     @torch.no_grad()
     def evaluate(self, *split: torch.Tensor) -> dict[str, float]:
         x, y = split

@@ -71,6 +71,10 @@ class SupervisedStep(Step):
         """The model's outputs for a batch of inputs (a step may trim or mask them first)."""
         return self.model(x)
 
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """What a training batch minimises (a step may add an auxiliary loss)."""
+        return self.loss(self.forward(x), y)
+
     def train_batch(self, *batch: torch.Tensor) -> torch.Tensor:
         x, y = batch
         if self.augment is not None:
@@ -78,14 +82,14 @@ class SupervisedStep(Step):
         self.optimizer.zero_grad(set_to_none=True)
         parts = self.spec.grad_accum
         if parts == 1:
-            loss = self.loss(self.forward(x), y)
+            loss = self.training_loss(x, y)
             (loss + self._penalty() if self._has_penalty else loss).backward()
         else:  # micro-batches: each one's mean loss weighted by its share of the batch
             loss = torch.zeros(())
             for xb, yb in zip(x.tensor_split(parts), y.tensor_split(parts), strict=True):
                 if len(xb) == 0:
                     continue
-                part = self.loss(self.forward(xb), yb) * (len(xb) / len(x))
+                part = self.training_loss(xb, yb) * (len(xb) / len(x))
                 part.backward()
                 loss = loss + part.detach()
             if self._has_penalty:
