@@ -182,3 +182,30 @@ def test_a_bad_anonymize_spec_is_one_line(
     assert result.code == 2 and where in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_predict_on_raw_rows_applies_the_rules_training_applied(
+    tmp_path: Path, keyed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import canonml
+    from canonml.data.anonymize import write_anonymized
+    from canonml.errors import DataError
+    from canonml.package import predict_inputs
+    from canonml.spec import load_spec
+
+    source = tmp_path / "patients.csv"
+    patients(source, rows=60)
+    spec = anonymize_spec(source, k=None, quasi_identifiers=[])
+    spec["track"] = False
+    result = canonml.run(_write(spec, tmp_path / "spec.yaml"), tmp_path / "runs")
+    shared = tmp_path / "anonymized.csv"  # what the model was trained on, row for row
+    write_anonymized(load_spec(tmp_path / "spec.yaml").data, shared)
+    pkg = result.run_dir / "package"
+    with pytest.warns(canonml.CanonWarning, match="never saw"):  # test rows' own patient ids
+        raw = predict_inputs(pkg, [str(source)])
+    with pytest.warns(canonml.CanonWarning, match="never saw"):
+        seen = predict_inputs(pkg, [str(shared)])
+    assert [r["probabilities"] for r in raw] == [r["probabilities"] for r in seen]
+    monkeypatch.delenv("CANON_PSEUDONYM_KEY")  # a raw patient id needs the key to match
+    with pytest.raises(DataError, match="CANON_PSEUDONYM_KEY"):
+        predict_inputs(pkg, [str(source)])

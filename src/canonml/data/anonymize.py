@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 PSEUDONYM_PREFIX = "id_"
 _CODE = re.compile(r"\s*[+-]?0[0-9]")  # a number with a leading zero: a zip or other code
+_PSEUDONYM = re.compile(PSEUDONYM_PREFIX + "[0-9a-f]{16}")
+_BIN = re.compile(r"\[[^,\[\]]+, [^,\[\]]+\)")  # "[30, 40)"
 
 
 @dataclass
@@ -90,11 +92,72 @@ def anonymize_columns(
         "columns_pseudonymized": list(spec.pseudonymize),
         "columns_generalized": rules,
         "masks": masks,
+        "mask_kinds": list(spec.mask_kinds) if spec.mask else [],
         "k": spec.k,
         "quasi_identifiers": list(spec.quasi_identifiers),
         **classes,
     }
     return Anonymized(out, keep, report)
+
+
+def input_rules(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What of an anonymization report a model's raw inputs need again at prediction: the
+    columns to pseudonymize, the generalization rule of each, the free-text columns masked.
+    (Dropped columns are not inputs; k-anonymity removes rows, it does not change them.)"""
+    return {
+        "pseudonymize": list(report.get("columns_pseudonymized") or []),
+        "generalize": dict(report.get("columns_generalized") or {}),
+        "mask": list(report.get("masks") or {}),
+        "mask_kinds": list(report.get("mask_kinds") or []),
+    }
+
+
+def reapply(
+    columns: dict[str, list[str]], rules: Mapping[str, Any], missing: set[str], where: str
+) -> dict[str, list[str]]:
+    """``columns`` (cells as text) with the rules ``input_rules`` kept applied as in
+    training: a raw age 37 becomes its bin ``[30, 40)``, a patient id its pseudonym.
+
+    Raises ``SpecError`` naming ``where`` for a cell a numeric bin cannot take, or a
+    pseudonymized column without the key."""
+    out = dict(columns)
+    wanted = [c for c in rules.get("pseudonymize", []) if c in out]
+    for name in wanted:  # cells that are pseudonyms already (a shared table) stay
+        raw = [v for v in out[name] if not _PSEUDONYM.fullmatch(v.strip())]
+        if raw:
+            lut = dict(zip(raw, pseudonymize(raw, pseudonym_key(where), missing), strict=True))
+            out[name] = [lut.get(v, v) for v in out[name]]
+    for name, rule in (rules.get("generalize") or {}).items():
+        if name not in out:
+            continue
+        cells = out[name]
+        if rule["rule"] == "bins":
+            width = rule["width"]
+            binned = []
+            for v in cells:
+                if v.strip() in missing or _BIN.fullmatch(v.strip()):  # binned already
+                    binned.append(v)
+                    continue
+                x = _number(v)
+                if x is None:
+                    raise SpecError(
+                        f"{where}.{name}", f"'{v}' is not a number; the model saw it in bins"
+                    )
+                lo = math.floor(x / width) * width
+                binned.append(f"[{lo}, {lo + width})")
+            out[name] = binned
+        else:
+            keep = rule["keep"]
+            out[name] = [
+                v
+                if v.strip() in missing
+                else v.strip()[:keep] + "*" * max(len(v.strip()) - keep, 0)
+                for v in cells
+            ]
+    for name in rules.get("mask", []):
+        if name in out:
+            out[name] = mask_column(out[name], rules["mask_kinds"])[0]
+    return out
 
 
 def pseudonym_key(where: str = "data.anonymize") -> bytes:
@@ -280,6 +343,7 @@ def mask_texts(
         "columns_pseudonymized": [],
         "columns_generalized": {},
         "masks": {column: counts},
+        "mask_kinds": list(spec.mask_kinds),
         "k": None,
         "quasi_identifiers": [],
     }

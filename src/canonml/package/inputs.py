@@ -158,11 +158,38 @@ def _table(
             file=str(path),
             path="input",
         )
+    if sig.get("anonymize"):
+        rows = _anonymized(rows, sig["anonymize"], numeric + categorical, path, missing)
     x = _numeric(rows, numeric, path, missing, numbers)
     cats = {
         c: Categorical.from_values(_category(r.get(c), missing) for r in rows) for c in categorical
     }
     return to_graph_input(state, x, cats)
+
+
+def _anonymized(
+    rows: list[dict[str, Any]],
+    rules: dict[str, Any],
+    columns: list[str],
+    path: Path,
+    missing: set[str],
+) -> list[dict[str, Any]]:
+    """Raw rows with ``data.anonymize``'s rules applied to the model's columns, as training
+    applied them: a raw age becomes its bin, an identifier its pseudonym."""
+    from canonml.data.anonymize import reapply
+    from canonml.errors import SpecError
+
+    touched = set(rules.get("pseudonymize", [])) | set(rules.get("generalize", {}))
+    touched |= set(rules.get("mask", []))
+    names = [c for c in columns if c in touched]
+    if not names:
+        return rows
+    cells = {c: ["" if r.get(c) is None else str(r.get(c)) for r in rows] for c in names}
+    try:
+        done = reapply(cells, rules, missing, "input")
+    except SpecError as e:
+        raise DataError(str(e), file=str(path), path="input") from None
+    return [{**r, **{c: done[c][i] for c in names}} for i, r in enumerate(rows)]
 
 
 def _numeric(

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from canonml.data.anonymize import input_rules
 from canonml.data.dataset import Categorical, Dataset
 from canonml.data.preprocess import apply_preprocess
 from canonml.errors import CanonWarning
@@ -29,6 +30,8 @@ def build_signature(task: Task, described: dict[str, Any], state: dict[str, Any]
     labels = described.get("label_names")
     outputs = task.outputs_for(labels, shape)
     image = kind == "image"
+    anonymized = described.get("anonymize")
+    rules = {"anonymize": input_rules(anonymized)} if anonymized else {}
     return {
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, *shape]}],
         "outputs": outputs,
@@ -39,6 +42,8 @@ def build_signature(task: Task, described: dict[str, Any], state: dict[str, Any]
         # Image files are read as 0..255 and mapped to the training range 0..pixel_max.
         "pixel_max": _pixel_max(described) if image else None,
         "preprocessing": {**state, "in_graph": True},
+        # data.anonymize's rules, which canon predict applies to raw rows as training did.
+        **rules,
     }
 
 

@@ -32,7 +32,18 @@ def read_texts(pkg: Package, paths: list[str]) -> tuple[list[str], list[str]]:
             raise DataError("no text in the file", file=str(p), path="input")
         texts += [t for _, t in found]
         refs += [f"{p.name} line {n}" for n, _ in found]
-    return texts, refs
+    return masked_like_training(pkg.signature, texts), refs
+
+
+def masked_like_training(sig: dict[str, Any], texts: list[str]) -> list[str]:
+    """``texts`` with the identifiers masked when training masked its texts
+    (``data.anonymize.mask``): the model learned the placeholders, not the raw values."""
+    rules = sig.get("anonymize") or {}
+    if not rules.get("mask"):
+        return texts
+    from canonml.data.pii import mask_column
+
+    return mask_column(texts, rules["mask_kinds"])[0]
 
 
 def _read_one(path: Path, column: str) -> list[tuple[int, str]]:

@@ -56,11 +56,13 @@ class TextInput:
             raise CanonError(f"{package.name}: {name} is not a tokenizers file ({e})") from None
         # What the batcher pads each graph input with when requests differ in length.
         self.pad = {"input_ids": self.pad_id, "attention_mask": 0}
+        self.signature = package.signature  # data.anonymize's masks apply to requests too
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         """``input_ids`` and ``attention_mask`` (N, S) int64, S the longest text's tokens."""
-        from canonml.package.text_inputs import encode_texts
+        from canonml.package.text_inputs import encode_texts, masked_like_training
 
+        texts = masked_like_training(self.signature, texts)
         return encode_texts(self.tokenizer, texts, self.max_length, self.pad_id)
 
     def example(self) -> dict[str, np.ndarray]:
