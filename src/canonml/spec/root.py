@@ -137,6 +137,14 @@ class Spec(StrictModel):
         if problem is not None:
             raise _at(*problem)
         self._private_training()
+        if self.audit is not None and (not task.private or self.data.is_text_source):
+            raise _at(
+                "audit",
+                "membership inference scores each example's loss under a supervised model of "
+                f"a table or images; task {task.name}"
+                + (" on text" if self.data.is_text_source else "")
+                + " is not one (remove audit, or set audit: false)",
+            )
         if self.explain is not None and (not task.explains or self.data.is_text_source):
             raise _at(
                 "explain",
