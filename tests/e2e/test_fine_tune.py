@@ -210,6 +210,41 @@ def test_the_auxiliary_lm_loss_is_the_next_token_loss_of_the_batch(
     assert not torch.equal(before, gpt.tok.weight)
 
 
+def test_a_probed_head_starts_as_logistic_regression_on_the_frozen_features(
+    tuned: canonml.RunResult,
+) -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from canonml.model_io import ModelIO
+    from canonml.models import build_model
+    from canonml.tasks.text_classification import features, logits
+    from canonml.tasks.text_steps import ProbeHead
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 20, (60, 10))
+    ids[::3, 7:] = 0  # some texts shorter: padding on the right
+    y = (ids[:, 0] > 10).astype(np.int64)
+    head = tuned.spec.model.head.model_copy(update={"init": "probe"})
+    model = build_model(tuned.spec.model.model_copy(update={"head": head}), ModelIO((-1,), 2, 2, 0))
+    probe = ProbeHead(model, SimpleNamespace(train=SimpleNamespace(x=ids, y=y)), seed=0)
+    probe.on_epoch_begin(SimpleNamespace(epoch=0))
+    assert probe.state_dict() == {"done": True}
+    f = features(model, ids, 0)
+    scaler = StandardScaler().fit(f)
+    want = LogisticRegression(max_iter=2000, random_state=0).fit(scaler.transform(f), y)
+    got = logits(model, ids, 0)
+    np.testing.assert_allclose(
+        got[:, 1] - got[:, 0], want.decision_function(scaler.transform(f)), atol=1e-4
+    )
+    before = model.head[-1].weight.detach().clone()
+    probe.on_epoch_begin(SimpleNamespace(epoch=0))  # once only (and never on a resume)
+    assert model.head[-1].weight.equal(before)
+
+
 @pytest.fixture(scope="module")
 def lora(root: Path) -> canonml.RunResult:
     spec = tune_spec(
@@ -299,6 +334,16 @@ def test_a_bad_checkpoint_is_one_line(checkpoint: str, fragment: str, tmp_path: 
         (
             {"model": {"arch": "pretrained", "checkpoint": str(MINILM), "lm_loss": 0.5}},
             "only a canonml GPT",
+        ),
+        (
+            {
+                "model": {
+                    "arch": "pretrained",
+                    "checkpoint": str(MINILM),
+                    "head": {"hidden": [8], "init": "probe"},
+                }
+            },
+            "init: probe fits a linear head",
         ),
         (
             {"evaluate": {"baselines": True, "reference_encoders": ["pkg:no_such_pkg/model"]}},

@@ -185,6 +185,18 @@ class HeadSpec(StrictModel):
 
     hidden: list[Width] = Field(default_factory=list, description="hidden widths ([]: linear)")
     dropout: Dropout = Field(0.1, description="dropout on the pooled features and each layer")
+    init: Literal["random", "probe"] = Field(
+        "random",
+        description="probe: a linear head starts as logistic regression fitted on the "
+        "encoder's frozen features of (at most 5,000) training texts, and then everything "
+        "fine-tunes (LP-FT, Kumar et al. 2022); its time counts in the first epoch",
+    )
+
+    @model_validator(mode="after")
+    def _linear_probe(self) -> HeadSpec:
+        if self.init == "probe" and self.hidden:
+            raise ValueError("init: probe fits a linear head; set hidden: []")
+        return self
 
 
 class LoraSpec(StrictModel):

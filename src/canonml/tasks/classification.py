@@ -64,7 +64,11 @@ class Classification(LabelTargets, StandardGraphTask):
     def callbacks(
         self, spec: Spec, step: Step, data: Prepared, run_dir: RunDir | None
     ) -> list[Callback]:
-        return text.callbacks(step, data, run_dir) if data.kind == "text" else []
+        if data.kind != "text":
+            return []
+        head = getattr(spec.model, "head", None)
+        probe = getattr(head, "init", "random") == "probe"
+        return text.callbacks(step, data, run_dir, spec.seed, probe)
 
     def predict(self, model: torch.nn.Module, split: Split, data: Prepared) -> Predictions:
         if data.kind == "text":

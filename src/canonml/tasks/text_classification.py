@@ -39,11 +39,16 @@ def make_step(spec: Spec, model: torch.nn.Module) -> Step:
     return TextClassificationStep(model, spec.train, getattr(spec.model, "encoder_lr", None))
 
 
-def callbacks(step: Step, data: Prepared, run_dir: RunDir | None) -> list[Callback]:
-    from canonml.tasks.text_steps import ADAPTER_FILE, FineTuneMonitor
+def callbacks(
+    step: Step, data: Prepared, run_dir: RunDir | None, seed: int, probe: bool
+) -> list[Callback]:
+    from canonml.tasks.text_steps import ADAPTER_FILE, FineTuneMonitor, ProbeHead
 
     out = run_dir.path / ADAPTER_FILE if run_dir is not None else None
-    return [FineTuneMonitor(step.model, data, out)]
+    found: list[Callback] = [FineTuneMonitor(step.model, data, out)]
+    if probe:
+        found.insert(0, ProbeHead(step.model, data, seed))
+    return found
 
 
 def logits(model: Any, ids: np.ndarray, pad_id: int, batch: int = PREDICT_BATCH) -> np.ndarray:

@@ -119,5 +119,60 @@ class FineTuneMonitor(Callback):
         self.counts = state["counts"]
 
 
+PROBE_TEXTS = 5000  # training texts the linear probe is fitted on (as the frozen baseline)
+PROBE_ITERATIONS = 2000
+
+
+class ProbeHead(Callback):
+    """``model.head.init: probe``: before the first epoch's first batch (its time counts in
+    that epoch, so a time budget pays for it), logistic regression on the frozen encoder's
+    standardised pooled features of a seeded sample of training texts; its weights, with the
+    standardisation folded in, become the linear head's."""
+
+    key = "probe_head"
+
+    def __init__(self, model: nn.Module, data: Any, seed: int) -> None:
+        self.model, self.data, self.seed = model, data, seed
+        self.done = False
+
+    def on_epoch_begin(self, state: Any) -> None:
+        if self.done or state.epoch > 0:
+            return
+        import numpy as np
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        from canonml.tasks.text_classification import features
+
+        x, y = self.data.train.x, self.data.train.y
+        rng = np.random.default_rng(self.seed)
+        rows = np.sort(rng.permutation(len(x))[:PROBE_TEXTS])
+        f = features(self.model, x[rows], int(self.model.pad_id))  # type: ignore[arg-type]
+        scaler = StandardScaler().fit(f)
+        fitted = LogisticRegression(max_iter=PROBE_ITERATIONS, random_state=self.seed)
+        fitted.fit(scaler.transform(f), y[rows])
+        coef = fitted.coef_ / scaler.scale_  # on raw features: w·(f − μ)/σ + b
+        bias = fitted.intercept_ - coef @ scaler.mean_
+        linear: Any = self.model.head[-1]  # type: ignore[index]
+        k = linear.out_features
+        weight, offset = np.zeros((k, coef.shape[1])), np.zeros(k)
+        classes = [int(c) for c in fitted.classes_]
+        if len(classes) == 2 and coef.shape[0] == 1:  # one score: half to each side
+            weight[classes[1]], weight[classes[0]] = coef[0] / 2, -coef[0] / 2
+            offset[classes[1]], offset[classes[0]] = bias[0] / 2, -bias[0] / 2
+        else:
+            weight[classes], offset[classes] = coef, bias
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(weight))
+            linear.bias.copy_(torch.from_numpy(offset))
+        self.done = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"done": self.done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.done = bool(state["done"])
+
+
 def _adapter_or_head(name: str) -> bool:
     return name.startswith("head.") or ".lora_" in name
