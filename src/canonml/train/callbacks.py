@@ -117,7 +117,7 @@ class EarlyStopping(Callback):
             self.best_weights = copy.deepcopy(self.model.state_dict())
         else:
             self.wait += 1
-            state.stop = self.wait >= self.spec.patience
+            state.stop = state.stop or self.wait >= self.spec.patience
 
     def on_train_end(self, state: TrainState) -> None:
         if self.spec.restore_best and self.best_weights is not None:
