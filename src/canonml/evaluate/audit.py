@@ -1,13 +1,15 @@
 """``audit`` / ``canon audit RUN_DIR``: membership inference against the trained model.
 
 A post-training stage (DESIGN §7). Members are training examples, non-members test examples
-the model never saw, the same number of each (a seeded draw). Two attacks score every one:
+the model never saw, the same number of each (a seeded draw: as many as the test split
+holds, at most half the training split and ``examples``). Two attacks score every one:
 
 - **loss**: the log-probability of the true class (regression: minus the squared error),
   in float64 — float32 rounds a confident point's loss to 0 and ties them;
 - **LiRA (offline)**, after Carlini et al. 2022: ``shadows`` models trained by the same
-  spec on data disjoint from every audited example (the validation split and the half of the
-  test split that is not audited); each example's score is how far the target's logit-scaled
+  spec on data disjoint from every audited example (the training examples that are not
+  audited and the validation split: most of the target's data, so the shadows resemble
+  it); each example's score is how far the target's logit-scaled
   confidence log(p / (1 − p)) lies above the shadows' mean for that example, in units of the
   shadows' spread (one variance over all examples: the variant for few shadows). Hard
   examples, which every model gets wrong, then stop looking like non-members.
@@ -51,13 +53,14 @@ def run_audit(
     if data.kind == "text":
         raise SpecError("audit", "membership audits take tabular or image data, not text yet")
     rng = np.random.default_rng(spec.seed)
-    test = rng.permutation(len(data.test))
-    audited, pool = test[: len(test) // 2], test[len(test) // 2 :]
-    m = min(len(data.train), len(audited), cfg.examples)
+    m = min(len(data.train) // 2, len(data.test), cfg.examples)
     if m < 20:
         raise SpecError("audit", f"needs at least 20 test examples to audit, has {m}")
     members = np.sort(rng.choice(len(data.train), m, replace=False))
-    outsiders = np.sort(audited[:m])
+    outsiders = np.sort(rng.choice(len(data.test), m, replace=False))
+    # The shadows learn from everything not audited: the other training examples and the
+    # validation split (most of the target's own data, so they resemble it).
+    unaudited = np.setdiff1d(np.arange(len(data.train)), members)
     target = _scores(model, data, members, outsiders)
     is_member = np.r_[np.ones(m), np.zeros(m)]
     loss = attack(target["loss"], is_member, cfg.resamples, spec.seed)
@@ -65,7 +68,7 @@ def run_audit(
     if cfg.shadows > 0:
         phis = []
         for k in range(cfg.shadows):
-            shadow = _train_shadow(spec, task, data, pool, k)
+            shadow = _train_shadow(spec, task, data, unaudited, k)
             phis.append(_scores(shadow, data, members, outsiders)["phi"])
         shadow_phi = np.stack(phis)  # (K, 2m)
         mean = shadow_phi.mean(axis=0)
@@ -73,7 +76,7 @@ def run_audit(
         lira = (target["phi"] - mean) / spread
         result["attacks"]["lira"] = attack(lira, is_member, cfg.resamples, spec.seed)
         result["shadows"] = cfg.shadows
-        result["shadow_examples"] = int(len(pool) + len(data.val))
+        result["shadow_examples"] = int(len(unaudited) + len(data.val))
     dp = spec.privacy.dp
     if dp is not None and dp.is_private and "privacy" in data.info:
         spent = data.info["privacy"]
@@ -144,10 +147,10 @@ def _scores(
 
 
 def _train_shadow(
-    spec: Spec, task: Task, data: Prepared, pool: np.ndarray, k: int
+    spec: Spec, task: Task, data: Prepared, unaudited: np.ndarray, k: int
 ) -> torch.nn.Module:
-    """A model of the spec trained on a seeded 80% of the shadow pool (validation split +
-    the test half that is not audited): disjoint from every audited example."""
+    """A model of the spec trained on a seeded 80% of the shadow pool (the training examples
+    that are not audited + the validation split): disjoint from every audited example."""
     import torch
 
     from canonml.data.prepare import Split
@@ -155,8 +158,8 @@ def _train_shadow(
     from canonml.train.session import train_model
 
     rng = np.random.default_rng(spec.seed + 1 + k)
-    x = np.concatenate([data.val.x, data.test.x[pool]])
-    y = np.concatenate([data.val.y, data.test.y[pool]])
+    x = np.concatenate([data.train.x[unaudited], data.val.x])
+    y = np.concatenate([data.train.y[unaudited], data.val.y])
     rows = rng.permutation(len(x))[: max(2, int(0.8 * len(x)))]
     empty = Split(x[:0], y[:0])
     shadow_data = dataclasses.replace(
