@@ -264,3 +264,25 @@ def test_a_stage_on_a_model_it_cannot_read_exits_2(
     args = [a for s in sets for a in ("--set", s)]
     run = run_cli("validate", "--template", template, *args)
     assert run.code == 2 and words in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_server_without_torch_answers_501_naming_the_extra(
+    table_run: canonml.RunResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from canonml.package import open_package
+    from canonml.serve import create_app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "captum" else real(n, *a)
+    )
+    with running(create_app([open_package(table_run.run_dir / "package")])) as url:
+        body = {
+            "inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [0.0] * 30}]
+        }
+        r = httpx.post(f"{url}/v2/models/breast-cancer/explain", json=body, timeout=30)
+        assert r.status_code == 501 and "canonml[train]" in r.json()["error"]
+        infer = httpx.post(f"{url}/v2/models/breast-cancer/infer", json=body, timeout=30)
+        assert infer.status_code == 200  # inference never needs them

@@ -17,6 +17,7 @@ answers 501 naming the extra to install. Inference never needs it.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -41,14 +42,15 @@ class Explainers:
     def get(self, name: str) -> Explainer:
         with self.lock:
             if name not in self.built:
-                try:
-                    from canonml.package.explain import Explainer
-                except ImportError as e:
+                missing = [m for m in ("torch", "captum") if importlib.util.find_spec(m) is None]
+                if missing:
                     raise ServeError(
-                        f"explain needs PyTorch and Captum on the server ({e.name} is not "
+                        f"explain needs PyTorch and Captum on the server ({missing[0]} is not "
                         "installed): pip install 'canonml[train]'",
                         501,
-                    ) from None
+                    )
+                from canonml.package.explain import Explainer
+
                 try:
                     self.built[name] = Explainer(self.packages[name])  # type: ignore[arg-type]
                 except CanonError as e:
