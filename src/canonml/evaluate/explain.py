@@ -103,40 +103,50 @@ def attribute(
     parts, deltas = [], []
     numpy_state = np.random.get_state()  # Captum's gradient SHAP draws from NumPy's global RNG
     np.random.seed(seed)  # noqa: NPY002
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)  # ... and its noise from torch's
-        for i in range(0, len(x), BATCH):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i : i + BATCH], dtype=np.float32))
-            tb = torch.from_numpy(np.asarray(target[i : i + BATCH], dtype=np.int64))
-            delta = None
-            if cfg.method == "integrated_gradients":
-                a, delta = ca.IntegratedGradients(forward).attribute(
-                    xb,
-                    baselines=base.expand_as(xb),
-                    target=tb,
-                    n_steps=cfg.steps,
-                    return_convergence_delta=True,
-                )
-            elif cfg.method == "saliency":
-                a = ca.Saliency(forward).attribute(xb.requires_grad_(), target=tb, abs=True)
-            elif cfg.method == "gradient_shap":
-                a = ca.GradientShap(forward).attribute(
-                    xb, baselines=base, n_samples=cfg.steps, stdevs=0.1, target=tb
-                )
-            else:
-                window, strides = _occlusion_window(tuple(xb.shape[1:]), cfg.window)
-                a = ca.Occlusion(forward).attribute(
-                    xb,
-                    sliding_window_shapes=window,
-                    strides=strides,
-                    baselines=base,
-                    target=tb,
-                )
-            parts.append(a.detach().numpy().astype(np.float32))
-            if delta is not None:
-                deltas.append(delta.detach().numpy().astype(np.float64))
-    np.random.set_state(numpy_state)
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)  # ... and its noise from torch's
+            for i in range(0, len(x), BATCH):
+                xb = torch.from_numpy(np.ascontiguousarray(x[i : i + BATCH], dtype=np.float32))
+                tb = torch.from_numpy(np.asarray(target[i : i + BATCH], dtype=np.int64))
+                a, delta = _one_batch(ca, forward, xb, tb, cfg, base)
+                parts.append(a.detach().numpy().astype(np.float32))
+                if delta is not None:
+                    deltas.append(delta.detach().numpy().astype(np.float64))
+    finally:
+        np.random.set_state(numpy_state)
     return np.concatenate(parts), (np.concatenate(deltas) if deltas else None)
+
+
+def _one_batch(
+    ca: Any,
+    forward: torch.nn.Module,
+    xb: torch.Tensor,
+    tb: torch.Tensor,
+    cfg: ExplainSpec,
+    base: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One batch through Captum's ``cfg.method`` (``ca``: ``captum.attr``)."""
+    if cfg.method == "integrated_gradients":
+        a, delta = ca.IntegratedGradients(forward).attribute(
+            xb,
+            baselines=base.expand_as(xb),
+            target=tb,
+            n_steps=cfg.steps,
+            return_convergence_delta=True,
+        )
+        return a, delta
+    if cfg.method == "saliency":
+        return ca.Saliency(forward).attribute(xb.requires_grad_(), target=tb, abs=True), None
+    if cfg.method == "gradient_shap":
+        shap = ca.GradientShap(forward)
+        return shap.attribute(xb, baselines=base, n_samples=cfg.steps, stdevs=0.1, target=tb), None
+    window, strides = _occlusion_window(tuple(xb.shape[1:]), cfg.window)
+    occlusion = ca.Occlusion(forward)
+    a = occlusion.attribute(
+        xb, sliding_window_shapes=window, strides=strides, baselines=base, target=tb
+    )
+    return a, None
 
 
 def _occlusion_window(shape: tuple[int, ...], side: int) -> tuple[tuple[int, ...], tuple[int, ...]]:

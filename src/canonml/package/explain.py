@@ -143,17 +143,17 @@ def explain_inputs(
     explained class, its probability and the attribution of every input value.
 
     ``baseline: mean`` needs the run directory (the mean of its training inputs)."""
+    from canonml.package.convert import source_package
     from canonml.package.inputs import read_inputs
 
-    explainer = open_explainer(path)
+    pkg = source_package(Path(path))
+    explainer = Explainer(pkg)
     base = None
     if baseline == "mean":
         base = _training_mean(Path(path))
     elif baseline != "zeros":
         raise CanonError(f"--baseline: '{baseline}' is not zeros or mean")
-    from canonml.package.convert import source_package
-
-    x, refs = read_inputs(source_package(Path(path)), inputs)
+    x, refs = read_inputs(pkg, inputs)
     out = explainer.explain(x, method, target, steps, base)
     x_scaled = explainer.scaled(x)
     rows = []
