@@ -93,6 +93,9 @@ def _start_long_run(tmp_path: Path, write_spec: Any, track: bool = False) -> Any
         cwd=tmp_path,
         env={**os.environ, "COLUMNS": "120"},
         start_new_session=True,
+        # As a terminal's foreground job: Ctrl-C is not ignored, even when this test runs
+        # under nohup or a background shell (which start every child with SIGINT ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 120
