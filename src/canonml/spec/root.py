@@ -188,6 +188,11 @@ class Spec(StrictModel):
                 "train.optimizer.weight_decay instead",
             ),
             (
+                "train.precision",
+                train.precision != "fp32",
+                "Opacus computes per-example gradients in fp32; set train.precision: fp32",
+            ),
+            (
                 "train.max_minutes",
                 train.max_minutes is not None,
                 "ε is derived for a known "

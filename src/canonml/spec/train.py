@@ -97,6 +97,21 @@ class TrainSpec(StrictModel):
         "auto",
         description="torch intra-op threads; auto: 1 for small models, else all cores",
     )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="bf16: training batches run under autocast to bfloat16 (matrix products "
+        "in bf16, weights, optimizer and evaluation in fp32); fp16 needs a CUDA GPU",
+    )
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, v: str) -> str:
+        if v == "fp16":
+            raise ValueError(
+                "fp16 autocast needs a CUDA GPU and a gradient scaler; canonml trains on the "
+                "CPU, where bf16 does the same job: use precision: bf16"
+            )
+        return v
 
     @field_validator("threads", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,14 @@ def _slices(
         yield perm[lo : lo + batch_size]
 
 
+def autocast(precision: str) -> contextlib.AbstractContextManager[Any]:
+    """The context a training batch runs in: autocast to bfloat16 for ``bf16``, else none.
+    (CPU today: ``train.device`` will pick the device type here.)"""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def fit(
     step: Step,
     train: tuple[torch.Tensor, ...],
@@ -53,6 +62,7 @@ def fit(
     callbacks: list[Callback],
     steps_per_epoch: int | None = None,
     sampler: Sampler | None = None,
+    precision: str = "fp32",
 ) -> TrainState:
     """Train ``step.model`` from ``state.epoch`` to ``epochs`` or until a callback stops it.
 
@@ -61,7 +71,8 @@ def fit(
     times cheaper). With ``steps_per_epoch``, an epoch is that many batches from fresh
     permutations (as many as it takes), not one pass. Logs per epoch: ``train_loss``, the
     step's own epoch logs, ``val_*`` from ``step.evaluate``, ``lr`` (and ``lr_<name>`` of
-    further optimizers) and ``seconds``.
+    further optimizers) and ``seconds``. With ``precision`` bf16 each training batch runs
+    under ``torch.autocast`` to bfloat16 (evaluation stays fp32).
     """
     n = len(train[0])
     # Only callbacks that act per batch are called per batch (a few µs each on small steps).
@@ -79,7 +90,8 @@ def fit(
             batches = _slices(n, batch_size, steps_per_epoch, state.generator)
         total, seen = torch.zeros(()), 0
         for b, idx in enumerate(batches):
-            loss = step.train_batch(*(t[idx] for t in train))
+            with autocast(precision):
+                loss = step.train_batch(*(t[idx] for t in train))
             total.add_(loss, alpha=len(idx))  # in place: no temporary, no sync
             seen += len(idx)
             for cb in per_batch:

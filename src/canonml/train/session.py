@@ -74,6 +74,7 @@ def train_model(
         callbacks=callbacks,
         steps_per_epoch=cfg.steps_per_epoch,
         sampler=next((w.sampler for w in wrappers if hasattr(w, "sampler")), None),
+        precision=cfg.precision,
     )
     stopper = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
     restored = stopper is not None and stopper.spec.restore_best and stopper.best_epoch > 0
