@@ -137,24 +137,31 @@ class Spec(StrictModel):
         if problem is not None:
             raise _at(*problem)
         self._private_training()
-        if self.audit is not None and (not task.private or self.data.is_text_source):
-            raise _at(
-                "audit",
-                "membership inference scores each example's loss under a supervised model of "
-                f"a table or images; task {task.name}"
-                + (" on text" if self.data.is_text_source else "")
-                + " is not one (remove audit, or set audit: false)",
-            )
-        if self.explain is not None and (not task.explains or self.data.is_text_source):
-            raise _at(
-                "explain",
-                "attributions are over the input features or pixels of a classifier; "
-                f"task {task.name}"
-                + (" on text" if self.data.is_text_source else "")
-                + " has none (remove explain, or use it with classification on a table "
-                "or images)",
-            )
+        self._post_training_stages()
         return self
+
+    def _post_training_stages(self) -> None:
+        """``audit`` and ``explain`` read a supervised model of a table or images."""
+        task, text = self.task, self.data.is_text_source
+        on = f"task {task.name}" + (" on text" if text else "")
+        stages = [
+            (
+                "audit",
+                self.audit is not None and (not task.private or text),
+                "membership inference scores each example's loss under a supervised model of "
+                f"a table or images; {on} is not one (remove audit, or set audit: false)",
+            ),
+            (
+                "explain",
+                self.explain is not None and (not task.explains or text),
+                "attributions are over the input features or pixels of a classifier; "
+                f"{on} has none (remove explain, or use it with classification on a table "
+                "or images)",
+            ),
+        ]
+        for where, refused, message in stages:
+            if refused:
+                raise _at(where, message)
 
     def _private_training(self) -> None:
         """privacy.dp's rules: a task and training settings DP-SGD can account for; a
