@@ -85,6 +85,12 @@ def run(
     resume: Annotated[
         Path | None, typer.Option(help="continue this run directory from its last checkpoint")
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="train on auto|cpu|cuda|cuda:N|mps (sets train.device; may change on --resume)"
+        ),
+    ] = None,
 ) -> None:
     """Train and evaluate a spec; writes runs/<name>/<run-id>/.
 
@@ -94,6 +100,7 @@ def run(
 
     try:
         sets = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
+        sets += [f"train.device={device}"] if device is not None else []
         source = (
             None if (resume and spec is None and template is None) else _spec_source(spec, template)
         )

@@ -4,6 +4,7 @@ report → package, tracked."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -150,18 +151,41 @@ def _run(
     )
 
 
+# Where a run trains is not what it trains: a resumed run may move to another device.
+PLACEMENT = ("train.device",)
+
+
 def _resolve(spec: Any, overrides: list[str] | None, run_dir: RunDir | None) -> Spec:
     if run_dir is None:
         if spec is None:
             raise CheckpointError("nothing to run: give a spec, a template or --resume RUN_DIR")
         return load_spec(spec, overrides)
     saved = load_spec(run_dir.spec)
-    if spec is not None and spec_to_yaml(load_spec(spec, overrides)) != spec_to_yaml(saved):
+    placement = [o for o in overrides or [] if o.split("=", 1)[0].strip() in PLACEMENT]
+    if spec is None:
+        others = [o for o in overrides or [] if o not in placement]
+        if others:
+            raise CheckpointError(
+                f"--resume {run_dir.path}: --set {others[0]} would change the run's spec; "
+                f"only {', '.join(PLACEMENT)} may change on resume"
+            )
+        return load_spec(saved.model_dump(mode="json"), placement) if placement else saved
+    given = load_spec(spec, overrides)
+    if _identity(given) != _identity(saved):
         raise CheckpointError(
             f"--resume {run_dir.path}: the spec differs from the run's spec.yaml; resume with "
             "the same spec (or give only --resume)"
         )
-    return saved
+    return given
+
+
+def _identity(spec: Spec) -> str:
+    """The spec without its placement keys: what must match for a run to be resumed."""
+    dumped = spec.model_dump(mode="json")
+    for key in PLACEMENT:
+        section, name = key.split(".")
+        dumped[section].pop(name, None)
+    return json.dumps(dumped, sort_keys=True)
 
 
 @contextlib.contextmanager

@@ -16,19 +16,21 @@ def make_augment(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function that augments a ``(B, C, H, W)`` batch; ``fill`` ``(C,)`` is the background.
 
-    Randomness comes from ``generator`` only, so a resumed run draws the same augmentations.
+    Randomness comes from ``generator`` only (on the CPU, then moved to the batch's device),
+    so a resumed run draws the same augmentations on any device.
     """
     fill4 = fill.reshape(1, -1, 1, 1)
 
     def augment(x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
+        f = fill4.to(x.device)
         if spec.shift or spec.rotate:
-            x = _affine(x - fill4, spec, generator) + fill4
+            x = _affine(x - f, spec, generator) + f
         if spec.flip:
-            flip = torch.rand(b, generator=generator) < 0.5
+            flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
             x = torch.where(flip.reshape(b, 1, 1, 1), x.flip(3), x)
         if spec.noise > 0:
-            x = x + spec.noise * torch.randn(x.shape, generator=generator)
+            x = x + spec.noise * torch.randn(x.shape, generator=generator).to(x.device)
         return x
 
     return augment
@@ -47,7 +49,7 @@ def _affine(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> t
             torch.stack([sin, cos, -shift[:, 1] * 2 / h], dim=1),
         ],
         dim=1,
-    )  # (B, 2, 3)
+    ).to(x.device)  # (B, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     mode = "bilinear" if spec.rotate else "nearest"
     return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)

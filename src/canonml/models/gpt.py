@@ -205,14 +205,15 @@ def greedy(model: GPT, ids: list[int], n: int, use_cache: bool = True) -> list[i
     model.eval()
     seq = list(ids)
     n = min(n, model.context - len(seq))
-    past, step = model.empty_past(), torch.tensor([seq])
+    dev = model.tok.weight.device
+    past, step = model.empty_past(), torch.tensor([seq], device=dev)
     for _ in range(n):
         if use_cache:
             logits, past = model.forward_cached(step, past)
         else:
-            logits = model(torch.tensor([seq]))
+            logits = model(torch.tensor([seq], device=dev))
         token = int(logits[0, -1].argmax())
         seq.append(token)
-        step = torch.tensor([[token]])
+        step = torch.tensor([[token]], device=dev)
     model.train(was_training)
     return seq[len(ids) :]

@@ -100,18 +100,24 @@ class TrainSpec(StrictModel):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32",
         description="bf16: training batches run under autocast to bfloat16 (matrix products "
-        "in bf16, weights, optimizer and evaluation in fp32); fp16 needs a CUDA GPU",
+        "in bf16, weights, optimizer and evaluation in fp32); fp16: autocast to float16 with "
+        "a gradient scaler, on CUDA only",
+    )
+    device: str = Field(
+        "auto",
+        description="where training runs: auto (CUDA when available, else CPU), cpu, cuda, "
+        "cuda:N or mps; checkpoints and packages are device-independent (written from CPU "
+        "copies), and evaluation after training runs on the CPU",
     )
 
-    @field_validator("precision")
+    @field_validator("device")
     @classmethod
-    def _precision(cls, v: str) -> str:
-        if v == "fp16":
-            raise ValueError(
-                "fp16 autocast needs a CUDA GPU and a gradient scaler; canonml trains on the "
-                "CPU, where bf16 does the same job: use precision: bf16"
-            )
-        return v
+    def _device(cls, v: str) -> str:
+        import re
+
+        if re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v):
+            return v
+        raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {v!r}")
 
     @field_validator("threads", mode="before")
     @classmethod

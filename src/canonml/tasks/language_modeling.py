@@ -386,13 +386,14 @@ def sample_tokens(
     stops at the context's end."""
     import torch
 
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # on the CPU, so samples match across devices
     ids = ids[-model.context :]
+    dev = model.tok.weight.device
     new: list[int] = []
     with torch.no_grad():
-        logits, past = model.forward_cached(torch.tensor([ids]), model.empty_past(1))
+        logits, past = model.forward_cached(torch.tensor([ids], device=dev), model.empty_past(1))
         for _ in range(min(n, model.context - len(ids))):
-            last = logits[0, -1].double()
+            last = logits[0, -1].double().cpu()
             if temperature <= 0:
                 token = int(last.argmax())
             else:
@@ -402,7 +403,7 @@ def sample_tokens(
                 probs = torch.softmax(last / temperature, dim=0)
                 token = int(torch.multinomial(probs, 1, generator=gen))
             new.append(token)
-            logits, past = model.forward_cached(torch.tensor([[token]]), past)
+            logits, past = model.forward_cached(torch.tensor([[token]], device=dev), past)
     return new
 
 

@@ -80,7 +80,7 @@ class LanguageModelStep(SupervisedStep):
         (windows,) = split
         was_training = self.model.training
         self.model.eval()
-        total, count = torch.zeros((), dtype=torch.float64), 0
+        total, count = torch.zeros((), dtype=torch.float64, device=windows.device), 0
         for lo in range(0, len(windows), LM_EVAL_BATCH):
             w = windows[lo : lo + LM_EVAL_BATCH]
             out = self.model(w[:, :-1])
@@ -119,7 +119,7 @@ class LanguageModelMonitor(Callback):
             return
         model = self.step.model
         windows = torch.from_numpy(self.data.val.x if len(self.data.val) else self.data.train.x)
-        logs = self.step.evaluate(windows)
+        logs = self.step.evaluate(windows.to(model.tok.weight.device))
         self.initial = {"loss": logs["loss"], "perplexity": logs["perplexity"]}
         self.samples["initial"] = self._sample(model)
 

@@ -59,13 +59,14 @@ def logits(model: Any, ids: np.ndarray, pad_id: int, batch: int = PREDICT_BATCH)
     from canonml.tasks.text_steps import by_length, trimmed
 
     model.eval()
+    dev = next(model.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
     order = by_length(x, pad_id)
     out = torch.zeros((len(x), int(model.head[-1].out_features)), dtype=torch.float64)
     with torch.no_grad():
         for lo in range(0, len(x), batch):
             rows = order[lo : lo + batch]
-            out[rows] = model(*trimmed(x[rows], pad_id)).double()
+            out[rows] = model(*(t.to(dev) for t in trimmed(x[rows], pad_id))).double().cpu()
     return out.numpy()
 
 
@@ -76,6 +77,7 @@ def features(model: Any, ids: np.ndarray, pad_id: int, batch: int = PREDICT_BATC
     from canonml.tasks.text_steps import by_length, trimmed
 
     model.eval()
+    dev = next(model.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
     order, parts = by_length(x, pad_id), []
     with torch.no_grad():
@@ -83,7 +85,9 @@ def features(model: Any, ids: np.ndarray, pad_id: int, batch: int = PREDICT_BATC
             parts.append(
                 (
                     order[lo : lo + batch],
-                    model.features(*trimmed(x[order[lo : lo + batch]], pad_id)),
+                    model.features(
+                        *(t.to(dev) for t in trimmed(x[order[lo : lo + batch]], pad_id))
+                    ).cpu(),
                 )
             )
     width = parts[0][1].shape[1] if parts else 1

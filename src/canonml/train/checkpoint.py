@@ -17,6 +17,7 @@ from canonml.errors import CheckpointError
 from canonml.io import atomic_write
 from canonml.models.weights import weights_bytes
 from canonml.train.callbacks import Callback, Improvement, is_maximised
+from canonml.train.device import rng_states, set_rng_states
 from canonml.train.loop import TrainState
 from canonml.train.steps import Step
 
@@ -32,8 +33,11 @@ class Checkpointer(Callback):
         step: Step,
         callbacks: list[Callback],
         monitor: str,
+        device: torch.device | None = None,
     ) -> None:
         self.dir, self.model, self.optimizers = directory, step.model, step.optimizers
+        self.device = device or torch.device("cpu")
+        self.scaler = step.scaler
         self.callbacks, self.monitor = callbacks, monitor
         self.track = Improvement(is_maximised(monitor))
         spec = directory.parent / "spec.yaml"  # the run's resolved spec, for the metadata
@@ -47,11 +51,16 @@ class Checkpointer(Callback):
             "epoch": state.epoch,
             "stop": state.stop,
             "history": state.history,
-            "model": self.model.state_dict(),
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "model": _cpu(self.model.state_dict()),
+            "optimizers": {name: _cpu(opt.state_dict()) for name, opt in self.optimizers.items()},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "callbacks": {cb.key: cb.state_dict() for cb in self.callbacks if cb.key},
             "best": self.track.best,
-            "rng": {"torch": torch.get_rng_state(), "generator": state.generator.get_state()},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "generator": state.generator.get_state(),
+                **rng_states(self.device),
+            },
         }
         buf = io.BytesIO()
         torch.save(payload, buf)
@@ -63,7 +72,9 @@ def restore(
 ) -> None:
     """Load ``last.pt`` into the live objects so ``fit`` continues at the next epoch."""
     try:
-        payload = torch.load(path, weights_only=True)
+        # On the CPU first: a checkpoint from a GPU loads anywhere; load_state_dict then
+        # copies into the live modules and optimizers wherever they are.
+        payload = torch.load(path, weights_only=True, map_location="cpu")
         if payload.get("format") != FORMAT:
             raise ValueError(f"format {payload.get('format')!r}, expected {FORMAT}")
         checkpointer.model.load_state_dict(payload["model"])
@@ -72,7 +83,10 @@ def restore(
         for cb in callbacks:
             if cb.key:
                 cb.load_state_dict(payload["callbacks"][cb.key])
+        if checkpointer.scaler is not None and payload.get("scaler"):
+            checkpointer.scaler.load_state_dict(payload["scaler"])
         torch.set_rng_state(payload["rng"]["torch"])
+        set_rng_states(payload["rng"], checkpointer.device)
         state.generator.set_state(payload["rng"]["generator"])
     except Exception as e:  # any failure here means the file cannot be used
         raise CheckpointError(
@@ -81,3 +95,14 @@ def restore(
         ) from None
     state.epoch, state.stop, state.history = payload["epoch"], payload["stop"], payload["history"]
     checkpointer.track.best = payload["best"]
+
+
+def _cpu(tree: Any) -> Any:
+    """``tree`` with every tensor copied to the CPU (a checkpoint is device-independent)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu()
+    if isinstance(tree, dict):
+        return {k: _cpu(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(_cpu(v) for v in tree)
+    return tree

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 
 from canonml.train.callbacks import Callback
+from canonml.train.device import autocast
 from canonml.train.steps import Step
 
 
@@ -43,14 +43,6 @@ def _slices(
         yield perm[lo : lo + batch_size]
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager[Any]:
-    """The context a training batch runs in: autocast to bfloat16 for ``bf16``, else none.
-    (CPU today: ``train.device`` will pick the device type here.)"""
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def fit(
     step: Step,
     train: tuple[torch.Tensor, ...],
@@ -63,6 +55,7 @@ def fit(
     steps_per_epoch: int | None = None,
     sampler: Sampler | None = None,
     precision: str = "fp32",
+    device: torch.device | None = None,
 ) -> TrainState:
     """Train ``step.model`` from ``state.epoch`` to ``epochs`` or until a callback stops it.
 
@@ -72,8 +65,15 @@ def fit(
     permutations (as many as it takes), not one pass. Logs per epoch: ``train_loss``, the
     step's own epoch logs, ``val_*`` from ``step.evaluate``, ``lr`` (and ``lr_<name>`` of
     further optimizers) and ``seconds``. With ``precision`` bf16 each training batch runs
-    under ``torch.autocast`` to bfloat16 (evaluation stays fp32).
+    under ``torch.autocast`` to bfloat16 (fp16 likewise, on CUDA; evaluation stays fp32).
+    With ``device``, the splits are moved there once (in-memory data: one copy, no
+    per-batch transfer) and the batch indices with them; ``step.model`` must be there
+    already.
     """
+    device = device or torch.device("cpu")
+    if device.type != "cpu":
+        train = tuple(t.to(device) for t in train)
+        val = None if val is None else tuple(t.to(device) for t in val)
     n = len(train[0])
     # Only callbacks that act per batch are called per batch (a few µs each on small steps).
     per_batch = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
@@ -88,9 +88,10 @@ def fit(
             batches = sampler(n, state.generator)
         else:
             batches = _slices(n, batch_size, steps_per_epoch, state.generator)
-        total, seen = torch.zeros(()), 0
+        total, seen = torch.zeros((), device=device), 0
         for b, idx in enumerate(batches):
-            with autocast(precision):
+            idx = idx.to(device, non_blocking=True)
+            with autocast(precision, device):
                 loss = step.train_batch(*(t[idx] for t in train))
             total.add_(loss, alpha=len(idx))  # in place: no temporary, no sync
             seen += len(idx)

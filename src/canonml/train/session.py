@@ -10,11 +10,13 @@ from rich.console import Console
 
 from canonml.data.augment import make_augment
 from canonml.data.prepare import Prepared
+from canonml.errors import SpecError
 from canonml.rundir import RunDir
 from canonml.spec.root import Spec
 from canonml.tasks.base import Task
 from canonml.train.callbacks import Callback, EarlyStopping, HistoryCSV, LRSchedule, TimeBudget
 from canonml.train.checkpoint import Checkpointer, restore
+from canonml.train.device import check_precision, resolve_device
 from canonml.train.loop import TrainState, fit
 from canonml.train.optim import build_schedule
 from canonml.train.progress import ProgressReporter
@@ -35,9 +37,19 @@ def train_model(
     the epoch whose weights the model ends with when early stopping restored the best.
     """
     cfg = spec.train
+    device = resolve_device(cfg.device)
+    model.to(device)
     state = TrainState()
     state.generator.manual_seed(spec.seed)
     step = task.make_step(spec, model, _augment(spec, data, state.generator))
+    if cfg.precision == "fp16":
+        if not step.scales_gradients:
+            raise SpecError(
+                "train.precision",
+                f"fp16 needs a gradient scaler, which {type(step).__name__} does not apply; "
+                "use precision: bf16 or fp32",
+            )
+        step.scaler = torch.amp.GradScaler(device.type)
     batches = cfg.steps_per_epoch or max(1, math.ceil(len(data.train) / cfg.batch_size))
     wrappers = training_wrappers(spec, step, data, run_dir)  # before the schedules: DP's optimizer
     schedules = {
@@ -58,7 +70,7 @@ def train_model(
         callbacks.append(HistoryCSV(run_dir.history))
         best_monitor = cfg.early_stopping.monitor if cfg.early_stopping else monitor
         saved = [cb for cb in callbacks if cb.key]
-        checkpointer = Checkpointer(run_dir.checkpoints, step, saved, best_monitor)
+        checkpointer = Checkpointer(run_dir.checkpoints, step, saved, best_monitor, device)
         callbacks.append(checkpointer)
         if run_dir.last_checkpoint.is_file():
             restore(run_dir.last_checkpoint, state, callbacks, checkpointer)
@@ -75,15 +87,19 @@ def train_model(
         steps_per_epoch=cfg.steps_per_epoch,
         sampler=next((w.sampler for w in wrappers if hasattr(w, "sampler")), None),
         precision=cfg.precision,
+        device=device,
     )
+    model.to("cpu")  # evaluation, stages and the package work on CPU copies
     stopper = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
     restored = stopper is not None and stopper.spec.restore_best and stopper.best_epoch > 0
     return state.history, (stopper.best_epoch if restored and stopper else None)
 
 
 def check_wrappers(spec: Spec, data: Prepared) -> None:
-    """What the training wrappers need of the data, checked before a run directory exists
-    (``privacy.dp``: δ below 1/N, a batch smaller than N)."""
+    """What training needs of the machine and the data, checked before a run directory
+    exists: ``train.device`` is there (and fp16 has CUDA); ``privacy.dp``: δ below 1/N, a
+    batch smaller than N."""
+    check_precision(spec.train.precision, resolve_device(spec.train.device))
     dp = spec.privacy.dp
     if dp is not None and dp.is_private:
         from canonml.train.privacy import check_private

@@ -28,6 +28,10 @@ class Step(abc.ABC):
 
     model: nn.Module
     optimizers: dict[str, torch.optim.Optimizer]
+    # fp16 training needs a gradient scaler around backward and the update; a step that
+    # applies ``scaler`` says so (the others refuse ``train.precision: fp16``).
+    scales_gradients: bool = False
+    scaler: torch.amp.GradScaler | None = None
 
     @abc.abstractmethod
     def train_batch(self, *batch: torch.Tensor) -> torch.Tensor:
@@ -47,6 +51,8 @@ class SupervisedStep(Step):
     """A model mapping ``x`` to outputs scored against ``y``: one optimizer from
     ``train.optimizer``, L1/L2 penalties, gradient clipping. Subclasses define ``loss`` and
     ``batch_metrics``."""
+
+    scales_gradients = True
 
     def __init__(self, model: nn.Module, spec: TrainSpec, augment: Augment | None = None) -> None:
         from canonml.train.optim import build_optimizer
@@ -83,25 +89,34 @@ class SupervisedStep(Step):
         parts = self.spec.grad_accum
         if parts == 1:
             loss = self.training_loss(x, y)
-            (loss + self._penalty() if self._has_penalty else loss).backward()
+            self._backward(loss + self._penalty() if self._has_penalty else loss)
         else:  # micro-batches: each one's mean loss weighted by its share of the batch
-            loss = torch.zeros(())
+            loss = torch.zeros((), device=x.device)
             for xb, yb in zip(x.tensor_split(parts), y.tensor_split(parts), strict=True):
                 if len(xb) == 0:
                     continue
                 part = self.training_loss(xb, yb) * (len(xb) / len(x))
-                part.backward()
+                self._backward(part)
                 loss = loss + part.detach()
             if self._has_penalty:
-                self._penalty().backward()
+                self._backward(self._penalty())
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
         if self.spec.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.grad_clip)
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skipped when a gradient overflowed
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         return loss.detach()
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
 
     def _penalty(self) -> torch.Tensor:
         reg = self.spec.regularization
-        total = torch.zeros(())
+        total = torch.zeros((), device=self._penalised[0].device if self._penalised else None)
         for p in self._penalised:
             if reg.l1 > 0:
                 total = total + reg.l1 * p.abs().sum()
@@ -120,6 +135,6 @@ class SupervisedStep(Step):
             out = self.forward(xb)
             logs = {"loss": self.loss(out, yb) * len(xb), **self.batch_metrics(out, yb)}
             for k, v in logs.items():
-                sums[k] = sums.get(k, torch.zeros(())) + v
+                sums[k] = sums.get(k, torch.zeros((), device=v.device)) + v
         self.model.train(was_training)
         return {k: float(v) / max(len(x), 1) for k, v in sums.items()}
