@@ -633,6 +633,74 @@ def _print_explanation(row: dict[str, Any]) -> None:
     out.print(table)
 
 
+@app.command()
+def compress(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
+    prune: Annotated[
+        list[float] | None,
+        typer.Option(help="prune this share of the weights (repeatable: one variant each)"),
+    ] = None,
+    structured: Annotated[
+        bool, typer.Option(help="--prune removes whole units and channels instead")
+    ] = False,
+    epochs: Annotated[int | None, typer.Option(help="fine-tuning epochs after pruning")] = None,
+    quantize: Annotated[
+        str | None, typer.Option(help="int8 (auto), static or dynamic: an int8 ONNX graph")
+    ] = None,
+    student: Annotated[
+        str | None,
+        typer.Option(help="distil into this model section, as YAML: '{arch: mlp, hidden: [32]}'"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print compression.json")] = False,
+) -> None:
+    """Pruned, int8 and distilled variants of a run's model, measured beside it.
+
+    Writes compressed/<variant>/ (each a package) and compression.json. Without options:
+    the spec's compress section, else prune 50% + int8.
+    Example: canon compress runs/digits-cnn/<run-id> --prune 0.5 --prune 0.8 --quantize int8
+    """
+    import yaml
+
+    from canonml.compress.measure import cpu_features, features_line
+    from canonml.compress.stage import FILE, compress_run, compression_rows
+
+    settings: dict[str, object] | None = None
+    if prune or quantize or student:
+        settings = {}
+        if prune:
+            extra = {"epochs": epochs} if epochs is not None else {}
+            settings["prune"] = [{"amount": a, "structured": structured, **extra} for a in prune]
+        if quantize:
+            settings["quantize"] = {} if quantize == "int8" else {"mode": quantize}
+        if student:
+            try:
+                settings["distill"] = {"student": yaml.safe_load(student)}
+            except yaml.YAMLError as e:
+                fail(CanonError(f"--student: not YAML ({str(e).splitlines()[0]})"))
+    try:
+        result = compress_run(str(run_dir), settings)
+    except CanonError as e:
+        fail(e)
+    if as_json:
+        out.print_json(data=result)
+        return
+    headers, rows = compression_rows(result)
+    table = Table(title=f"compression of {run_dir}")
+    for h in headers[:-1]:  # the verdicts follow, one line each
+        table.add_column(h, justify="left" if h == "variant" else "right")
+    for row in rows:
+        table.add_row(*(str(c) for c in row[:-1]))
+    out.print(table)
+    for row in rows[1:]:
+        out.print(f"{row[0]}: {row[-1]}", markup=False)
+    out.print(features_line(cpu_features()), markup=False)
+    out.print(
+        f"latency: ONNX Runtime, {result['threads']} thread(s), median of "
+        f"{result['repeats']} runs × 3 rounds; written: {Path(run_dir) / FILE} and "
+        f"{Path(run_dir) / 'compressed'}/"
+    )
+
+
 @app.command("privacy-curve")
 def privacy_curve(
     spec: SpecArg = None,

@@ -120,6 +120,7 @@ def _run(
         model = build_model(
             spec.model, task.model_io(data.input_shape, data.label_names, data.preprocess)
         )
+        check_stages(spec, task, model, data)
     painter.start()  # now: the tracking worker has done its imports; the model trains next
     with _threads(spec, task, model, data):
         if run_dir is None:
@@ -140,6 +141,11 @@ def _run(
     write_json(run_dir.metrics, evaluation.selected)
     with _phase(phases, "package"):
         package = write_package(run_dir.path)
+    if spec.compress is not None:
+        with _phase(phases, "compress"), _threads(spec, task, model, data):
+            from canonml.compress.stage import run_compress
+
+            run_compress(spec, task, model, data, run_dir.path)
     # The tracking worker logs the package as an MLflow model while this process reports.
     example = input_example(data.preprocess, data.test.x) if len(data.test) else None
     register = spec.track.register if spec.track else None
@@ -262,6 +268,15 @@ def _evaluate(
         details = evaluation.extra.setdefault("details", {})
         details["baselines"] = run_baselines(spec, task, data, loaded, accuracy, epochs)
     return evaluation
+
+
+def check_stages(spec: Spec, task: Task, model: torch.nn.Module, data: Prepared) -> None:
+    """What the post-training stages need of the model, checked before training
+    (``compress``: a structured pruning the architecture allows, a smaller student)."""
+    if spec.compress is not None:
+        from canonml.compress.stage import check_compress
+
+        check_compress(spec, task, model, data)
 
 
 def post_training(

@@ -501,6 +501,34 @@ def _explanations(ctx: ReportContext) -> str | None:
     return "".join(parts)
 
 
+@section("Compression", order=56)
+def _compression(ctx: ReportContext) -> str | None:
+    """``compression.json`` (``canonml.compress``): each variant beside the original, as
+    measured in this run; a measure that is not ≥ 5% better says "no gain"."""
+    import json
+
+    path = ctx.run_dir / "compression.json"
+    if not path.is_file():
+        return None
+    from canonml.compress.measure import features_line
+    from canonml.compress.stage import compression_rows
+
+    c = json.loads(path.read_text(encoding="utf-8"))
+    headers, rows = compression_rows(c)
+    methods = [(r["variant"], r["method"], r.get("package") or "") for r in c["variants"]]
+    return (
+        f"<p>Measured in this run: file sizes of <code>model.onnx</code> (raw, and deflated as "
+        f"a zip stores it), ONNX Runtime latency with {c['threads']} thread(s) (median of "
+        f"{c['repeats']} runs in each of 3 rounds, the variants timed in turn) and the test "
+        f"{_esc(c['metric'])} of each graph. A measure that is not at least 5% better than "
+        "the original is marked <em>no gain</em>; zeros from unstructured pruning do not make "
+        "the stored file smaller or the dense kernels faster.</p>"
+        + table(headers, rows)
+        + f"<p>{_esc(features_line(c['cpu']))} (int8 is fast where VNNI or AMX is present).</p>"
+        + table(["variant", "how it was made", "package"], methods)
+    )
+
+
 @section("Model", order=30)
 def _model(ctx: ReportContext) -> str:
     rows = [(r["layer"], r["output_shape"], r["parameters"]) for r in ctx.model_rows]

@@ -114,22 +114,35 @@ def _warn_unseen(state: dict[str, Any], columns: dict[str, Categorical]) -> None
         )
 
 
-def sample_inputs(state: dict[str, Any], shape: list[int], n: int, seed: int = 0) -> Any:
+def sample_inputs(
+    state: dict[str, Any], shape: list[int], n: int, seed: int = 0, in_range: bool = False
+) -> Any:
     """``n`` seeded raw inputs around the training data, and the model inputs they become.
 
     Returns (graph input, model input); the model input comes from the training code's own
     numpy preprocessing, so comparing the two checks the constants folded into the graph.
+    ``in_range``: scaled inputs inside the training data's range (min-max: [0, 1]; else
+    within 2 standard deviations), for an int8 graph whose activation ranges were
+    calibrated on that data (outside them it saturates by design).
     """
     rng = np.random.default_rng(seed)
+
+    def noise_of(size: tuple[int, ...]) -> np.ndarray:
+        if not in_range:
+            return rng.standard_normal(size)
+        if state.get("method") == "minmax":
+            return rng.uniform(0.0, 1.0, size)
+        return np.clip(rng.standard_normal(size), -2.0, 2.0)
+
     if state["kind"] == "image":
         _, shift, scale = graph_constants(state)
-        noise = rng.standard_normal((n, *shape))
+        noise = noise_of((n, *shape))
         raw = (shift.reshape(1, -1, 1, 1) + scale.reshape(1, -1, 1, 1) * noise).astype(np.float32)
         data = Dataset(x=raw, y=np.zeros(n), kind="image", feature_names=[])
         return raw, apply_preprocess(state, data)[0]
     shift = np.array([c["shift"] for c in state["numeric"]], dtype=np.float64)
     scale = np.array([c["scale"] for c in state["numeric"]], dtype=np.float64)
-    x = shift + scale * rng.standard_normal((n, len(shift)))
+    x = shift + scale * noise_of((n, len(shift)))
     gaps = state["impute"] != "drop"  # with drop, training never saw a missing cell
     if gaps:
         x[rng.random(x.shape) < 0.1] = np.nan

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 
 from canonml.spec.base import StrictModel
+from canonml.spec.compress import CompressSpec
 from canonml.spec.data import DataSpec
 from canonml.spec.evaluate import EvaluateSpec
 from canonml.spec.explain import ExplainSpec
@@ -50,6 +51,18 @@ class Spec(StrictModel):
         description="attributions of the trained model's predictions (true, or its settings), "
         "with a deletion test and a model-randomisation check",
     )
+    compress: CompressSpec | None = Field(
+        None,
+        description="pruned, int8 and distilled variants of the trained model, each a "
+        "package measured beside it (true: prune and quantize with their defaults)",
+    )
+
+    @field_validator("compress", mode="before")
+    @classmethod
+    def _compress_switch(cls, value: Any) -> Any:
+        if value is True:
+            return {"prune": [{}], "quantize": {}}
+        return None if value is False else value
 
     @field_validator("audit", "explain", mode="before")
     @classmethod
@@ -158,10 +171,50 @@ class Spec(StrictModel):
                 f"{on} has none (remove explain, or use it with classification on a table "
                 "or images)",
             ),
+            (
+                "compress",
+                self.compress is not None and (not task.compresses or text),
+                "compression shrinks a classifier's or regressor's graph over a table or "
+                f"images; {on} is not one (remove compress)",
+            ),
         ]
         for where, refused, message in stages:
             if refused:
                 raise _at(where, message)
+        if self.compress is not None:
+            self._compression()
+
+    def _compression(self) -> None:
+        """``compress``'s rules: a student the task trains; under DP-SGD nothing that reads
+        the training data again (that would spend privacy the run does not account for)."""
+        cfg = self.compress
+        assert cfg is not None
+        if cfg.distill is not None and cfg.distill.student.arch not in self.task.archs:
+            raise _at(
+                "compress.distill.student.arch",
+                f"{cfg.distill.student.arch} is not a model task {self.task.name} trains; use "
+                f"one of {', '.join(a for a in self.task.archs if a != 'pretrained')}",
+            )
+        if cfg.distill is not None and cfg.distill.student.arch == "pretrained":
+            raise _at(
+                "compress.distill.student.arch", "a student is trained from scratch: use mlp or cnn"
+            )
+        dp = self.privacy.dp
+        if dp is None or not dp.is_private:
+            return
+        reads = [
+            ("compress.prune.epochs", any(p.epochs > 0 for p in cfg.prune)),
+            ("compress.quantize.mode", cfg.quantize is not None and cfg.quantize.mode != "dynamic"),
+            ("compress.distill", cfg.distill is not None),
+        ]
+        for where, refused in reads:
+            if refused:
+                raise _at(
+                    where,
+                    "under privacy.dp this would read the training data again, spending "
+                    "privacy the run's ε does not include; prune with epochs: 0 and quantize "
+                    "with mode: dynamic (post-processing keeps the guarantee)",
+                )
 
     def _private_training(self) -> None:
         """privacy.dp's rules: a task and training settings DP-SGD can account for; a

@@ -69,6 +69,7 @@ class TaskSpec(StrictModel):
     scale: ClassVar[str | None] = None  # data.preprocess.scale default (None: the section's)
     private: ClassVar[bool] = False  # privacy.dp applies (a supervised step: one loss per example)
     explains: ClassVar[bool] = False  # explain applies (class scores over input features)
+    compresses: ClassVar[bool] = False  # compress applies (one standard graph to shrink)
 
     @classmethod
     def raw_defaults(cls, raw: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +99,7 @@ class ClassificationTask(TaskSpec):
     stratify = True
     private = True
     explains = True
+    compresses = True
     archs = ("mlp", "cnn", "pretrained")
 
     @classmethod
@@ -160,6 +162,7 @@ class RegressionTask(TaskSpec):
     losses = ("mse", "mae", "huber")
     headline = "r2"
     private = True
+    compresses = True
 
 
 class ReconstructionTask(TaskSpec):

@@ -225,8 +225,11 @@ class Task(abc.ABC):
         """PyTorch's side of ``verify``: what ``model.onnx`` must give for the model inputs
         ``inputs``."""
 
-    def output_problems(self, want: list[np.ndarray], got: list[np.ndarray]) -> list[str]:
-        """Problems beyond per-output closeness (``verify``), e.g. a wrong argmax."""
+    def output_problems(
+        self, want: list[np.ndarray], got: list[np.ndarray], tolerance: float = 1e-4
+    ) -> list[str]:
+        """Problems beyond per-output closeness (``verify``, at ``tolerance``), e.g. a wrong
+        argmax."""
         return []
 
     def exact_outputs(self) -> tuple[str, ...]:
@@ -278,6 +281,21 @@ class StandardGraphTask(Task):
     @abc.abstractmethod
     def reference(self, out: np.ndarray, target: dict[str, float] | None) -> list[np.ndarray]:
         """What the graph must give for the PyTorch model's raw output ``out`` (``verify``)."""
+
+    def graph_predictions(
+        self, outputs: list[np.ndarray], split: Split, data: Prepared
+    ) -> Predictions:
+        """Predictions on ``split`` from the graph's ``outputs`` for it (a compressed
+        variant's, run by ONNX Runtime), in the data's units like ``predict``; a task whose
+        spec says ``compresses`` defines it."""
+        raise NotImplementedError(f"{type(self).__name__} has no compressed variants")
+
+    def soft_loss(
+        self, student: torch.Tensor, teacher: torch.Tensor, temperature: float
+    ) -> torch.Tensor:
+        """Distillation: the loss of the student's raw outputs against the teacher's (a
+        task whose spec says ``compresses`` defines it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no distillation loss")
 
     def graph_module(self, model: torch.nn.Module, signature: dict[str, Any]) -> Any:
         from canonml.package.export import inference_module

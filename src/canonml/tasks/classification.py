@@ -76,6 +76,27 @@ class Classification(LabelTargets, StandardGraphTask):
         proba = softmax(model_outputs(model, split.x))  # (N, K)
         return Predictions(split.y, proba.argmax(axis=1), proba)
 
+    def graph_predictions(
+        self, outputs: list[np.ndarray], split: Split, data: Prepared
+    ) -> Predictions:
+        proba = outputs[0].astype(np.float64)  # (N, K) probabilities, (N,) labels
+        return Predictions(split.y, outputs[1].astype(np.int64), proba)
+
+    def soft_loss(
+        self, student: torch.Tensor, teacher: torch.Tensor, temperature: float
+    ) -> torch.Tensor:
+        import torch
+
+        # Hinton et al. 2015: KL between the softened distributions, times T² so the
+        # gradients keep their size as T changes.
+        t = temperature
+        return torch.nn.functional.kl_div(
+            torch.log_softmax(student / t, dim=1),
+            torch.log_softmax(teacher / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        ) * (t * t)
+
     def plots(self, ev: Any, out: Path) -> list[PlotJob]:
         from canonml.evaluate import plots
 
@@ -139,12 +160,14 @@ class Classification(LabelTargets, StandardGraphTask):
     def exact_outputs(self) -> tuple[str, ...]:
         return ("label",)  # an argmax: compared where the top two are not a near-tie
 
-    def output_problems(self, want: list[np.ndarray], got: list[np.ndarray]) -> list[str]:
+    def output_problems(
+        self, want: list[np.ndarray], got: list[np.ndarray], tolerance: float = TOLERANCE
+    ) -> list[str]:
         if len(got) != 2:
             return []
         proba, label = want[0], got[1]
         top = np.sort(proba, axis=1)[:, -2:] if proba.shape[1] > 1 else np.ones((len(proba), 2))
-        clear = (top[:, 1] - top[:, 0]) > 2 * TOLERANCE  # not a near-tie
+        clear = (top[:, 1] - top[:, 0]) > 2 * tolerance  # not a near-tie
         bad = int(np.sum(clear & (proba.argmax(axis=1) != label)))
         if bad:
             return [f"model.onnx: output 'label' disagrees with PyTorch's argmax on {bad} samples"]

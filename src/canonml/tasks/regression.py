@@ -68,6 +68,20 @@ class Regression(StandardGraphTask):
         out = model_outputs(model, split.x)[:, 0]  # (N,)
         return Predictions(unscale(split.y.astype(np.float64), target), unscale(out, target))
 
+    def graph_predictions(
+        self, outputs: list[np.ndarray], split: Split, data: Prepared
+    ) -> Predictions:
+        target = data.preprocess.get("target")
+        y = unscale(split.y.astype(np.float64), target)
+        return Predictions(y, outputs[0].astype(np.float64))  # the graph's are in units
+
+    def soft_loss(
+        self, student: torch.Tensor, teacher: torch.Tensor, temperature: float
+    ) -> torch.Tensor:
+        import torch
+
+        return torch.nn.functional.mse_loss(student, teacher)  # no temperature for values
+
     def plots(self, ev: Any, out: Path) -> list[PlotJob]:
         from canonml.evaluate import plots
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from canonml.train.device import check_precision, resolve_device
 from canonml.train.loop import TrainState, fit
 from canonml.train.optim import build_schedule
 from canonml.train.progress import ProgressReporter
+from canonml.train.steps import Step
 
 
 def train_model(
@@ -29,12 +31,15 @@ def train_model(
     data: Prepared,
     run_dir: RunDir | None,
     console: Console | None = None,
+    wrap: Sequence[Callable[[Step], Callback]] = (),
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Train ``model`` with ``task``'s step as ``spec.train`` says, resuming from
     ``run_dir``'s last checkpoint.
 
-    Without ``run_dir`` (cross-validation folds) nothing is written. Returns the history and
-    the epoch whose weights the model ends with when early stopping restored the best.
+    Without ``run_dir`` (cross-validation folds) nothing is written. ``wrap``: training
+    wrappers a driver or stage adds (distillation's teacher), each made from the step.
+    Returns the history and the epoch whose weights the model ends with when early
+    stopping restored the best.
     """
     cfg = spec.train
     device = resolve_device(cfg.device)
@@ -51,7 +56,8 @@ def train_model(
             )
         step.scaler = torch.amp.GradScaler(device.type)
     batches = cfg.steps_per_epoch or max(1, math.ceil(len(data.train) / cfg.batch_size))
-    wrappers = training_wrappers(spec, step, data, run_dir)  # before the schedules: DP's optimizer
+    # Before the schedules: DP's optimizer.
+    wrappers = [*training_wrappers(spec, step, data, run_dir), *(w(step) for w in wrap)]
     schedules = {
         name: build_schedule(cfg.schedule, opt, cfg.epochs, batches)
         for name, opt in step.optimizers.items()

@@ -119,5 +119,6 @@ def test_json_schema_describes_every_section() -> None:
         "privacy",
         "audit",
         "explain",
+        "compress",
     }
     assert schema["additionalProperties"] is False
