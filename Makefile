@@ -37,7 +37,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python bench/trainer_overhead.py
+	$(BIN)/pip install -q $(TORCH) -e '.[all,bench]'
+	KERAS_BACKEND=torch $(BIN)/python bench/trainer_overhead.py
+	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/threads.py
 	$(BIN)/python bench/tracking_overhead.py
 	$(BIN)/python bench/run_phases.py

@@ -701,6 +701,89 @@ def compress(
     )
 
 
+@app.command()
+def search(
+    spec: SpecArg = None,
+    template: TemplateOpt = None,
+    overrides: SetOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="root of run directories")] = Path("runs"),
+    trials: Annotated[int | None, typer.Option(help="override search.trials")] = None,
+    jobs: Annotated[
+        int, typer.Option(help="trials in parallel (processes, 1 torch thread each)")
+    ] = 1,
+    pick: Annotated[
+        int | None, typer.Option(help="train this trial as the final run (several objectives)")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="the Optuna study's database URL (default: optuna.db beside the tracking store)"
+        ),
+    ] = None,
+    no_final: Annotated[
+        bool, typer.Option("--no-final", help="search only; train no final run")
+    ] = False,
+) -> None:
+    """Hyper-parameter search with Optuna over the spec's search.params, then the final run.
+
+    Running it again continues the same study (after a kill, too). With several
+    objectives it prints the Pareto front; --pick N trains trial N.
+    Example: canon search my-spec.yaml --trials 20 --jobs 2
+    """
+    from canonml.search import search as run_search
+
+    sets = list(overrides or []) + ([f"search.trials={trials}"] if trials is not None else [])
+    try:
+        result = run_search(
+            _spec_source(spec, template),
+            out_dir,
+            overrides=sets,
+            jobs=jobs,
+            pick=pick,
+            storage=storage,
+            final=not no_final,
+            console=err,
+        )
+    except CanonError as e:
+        fail(e)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
+    finished = [t for t in result.trials if t["state"] == "COMPLETE"]
+    pruned = sum(t["state"] == "PRUNED" for t in result.trials)
+    names = [m for m, _ in result.goals]
+    table = Table(
+        title=f"study {result.study_name}: {len(finished)} finished, {pruned} pruned "
+        f"({result.seconds:.0f} s)"
+    )
+    table.add_column("trial", justify="right")
+    for n in names:
+        table.add_column(n, justify="right")
+    table.add_column("params")
+    shown = (
+        [t for t in finished if t["number"] in result.best]
+        if len(names) > 1
+        else sorted(
+            finished, key=lambda t: t["values"][0], reverse=result.goals[0][1] == "maximize"
+        )[:10]
+    )
+    for t in shown:
+        table.add_row(str(t["number"]), *(f"{v:.4g}" for v in t["values"]), json.dumps(t["params"]))
+    out.print(table)
+    out.print(f"study: {result.storage} (run canon search again to continue it)")
+    if len(names) > 1:
+        out.print(
+            f"Pareto front: trials {result.best}"
+            + ("" if result.chosen is not None else "; train one with: canon search SPEC --pick N")
+        )
+    if result.spec_file is not None:
+        out.print(f"trial {result.chosen}'s spec: {result.spec_file}")
+    if result.run is not None:
+        out.print(f"final run: {result.run.run_dir}")
+        _print_metrics(
+            f"{result.run.spec.name}: test metrics", result.run.metrics, None, None, None
+        )
+
+
 @app.command("privacy-curve")
 def privacy_curve(
     spec: SpecArg = None,

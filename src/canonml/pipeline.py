@@ -59,11 +59,14 @@ def run(
     overrides: list[str] | None = None,
     resume: str | os.PathLike[str] | None = None,
     console: Console | None = None,
+    attach: dict[str, bytes] | None = None,
 ) -> RunResult:
     """Run every section of ``spec``; with ``resume``, continue that run from its checkpoint.
 
-    ``console`` receives progress (None: quiet). Raises ``CanonError`` on bad input; a bad
-    spec or data set fails before the run directory is created.
+    ``console`` receives progress (None: quiet). ``attach``: files a driver puts into the
+    run directory before training (``canon search``: the study's summary and plots, which
+    the report shows). Raises ``CanonError`` on bad input; a bad spec or data set fails
+    before the run directory is created.
     """
     started = time.perf_counter()
     run_dir = existing_run_dir(resume) if resume is not None else None
@@ -73,7 +76,7 @@ def run(
     painter = Painter()  # so will matplotlib, in another, for the plots
     phases: dict[str, float] = {}
     try:
-        result = _run(resolved, run_dir, out, console, started, tracker, phases, painter)
+        result = _run(resolved, run_dir, out, console, started, tracker, phases, painter, attach)
     except BaseException as e:
         tracker.abort("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
@@ -104,6 +107,7 @@ def _run(
     tracker: Tracker,
     phases: dict[str, float],
     painter: Painter,
+    attach: dict[str, bytes] | None = None,
 ) -> RunResult:
     task = get_task(spec)
     with _phase(phases, "data"):
@@ -126,6 +130,9 @@ def _run(
         if run_dir is None:
             run_dir = new_run_dir(out, spec.name)
         _write_inputs(run_dir, spec, data)
+        for name, content in (attach or {}).items():
+            (run_dir.path / name).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(run_dir.path / name, content)
         try:
             with _phase(phases, "train"):
                 history, best_epoch = _train(spec, task, model, data, run_dir, console)

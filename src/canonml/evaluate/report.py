@@ -529,6 +529,50 @@ def _compression(ctx: ReportContext) -> str | None:
     )
 
 
+@section("Hyper-parameter search", order=57)
+def _search(ctx: ReportContext) -> str | None:
+    """``search.json`` (``canon search``): the study this run's spec came from."""
+    import json
+
+    path = ctx.run_dir / "search.json"
+    if not path.is_file():
+        return None
+    s = json.loads(path.read_text(encoding="utf-8"))
+    names = [o["metric"] for o in s["objectives"]]
+    c = s["counts"]
+    done = [t for t in s["trials"] if t["state"] == "COMPLETE"]
+    maximise = s["objectives"][0]["direction"] == "maximize"
+    if len(names) > 1:
+        shown = [t for t in done if t["number"] in s["best"]]
+        title = "the Pareto front"
+    else:
+        shown = sorted(done, key=lambda t: t["values"][0], reverse=maximise)[:10]
+        title = "the ten best trials"
+    rows = [
+        [
+            ("▶ " if t["number"] == s["chosen"] else "") + str(t["number"]),
+            *(f"{v:.4g}" for v in t["values"]),
+            ", ".join(f"{k} = {json.dumps(v)}" for k, v in t["params"].items()),
+        ]
+        for t in shown
+    ]
+    goals = ", ".join(f"{o['metric']} ({o['direction']})" for o in s["objectives"])
+    parts = [
+        f"<p>This run trains trial {s['chosen']} of Optuna study <code>{_esc(s['study'])}</code> "
+        f"({c['COMPLETE']} trials finished, {c['PRUNED']} pruned, {c['FAIL']} failed; "
+        f"objectives: {_esc(goals)}). Below, {title}.</p>",
+        table(["trial", *names, "parameters"], rows),
+    ]
+    captions = {
+        "history": "Optimisation history (each trial's value, and the best so far)",
+        "importance": "Parameter importances (fANOVA)",
+        "pareto": "Pareto front of the objectives",
+    }
+    for key, rel in s.get("plots", {}).items():
+        parts.append(image(ctx.run_dir / rel, captions.get(key, key)))
+    return "".join(parts)
+
+
 @section("Model", order=30)
 def _model(ctx: ReportContext) -> str:
     rows = [(r["layer"], r["output_shape"], r["parameters"]) for r in ctx.model_rows]

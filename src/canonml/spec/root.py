@@ -14,6 +14,7 @@ from canonml.spec.explain import ExplainSpec
 from canonml.spec.license import HELP, normalize_license
 from canonml.spec.model import MLPSpec, ModelSpec
 from canonml.spec.privacy import AuditSpec, PrivacySpec
+from canonml.spec.search import SearchSpec
 from canonml.spec.task import TASK_VARIANTS, ClassificationTask, Task, task_class, task_name
 from canonml.spec.track import Track, TrackSpec
 from canonml.spec.train import TrainSpec
@@ -55,6 +56,12 @@ class Spec(StrictModel):
         None,
         description="pruned, int8 and distilled variants of the trained model, each a "
         "package measured beside it (true: prune and quantize with their defaults)",
+    )
+
+    search: SearchSpec | None = Field(
+        None,
+        description="hyper-parameter search with Optuna (canon search): trials over spec "
+        "values, the best (or a picked) trial trained as the final run",
     )
 
     @field_validator("compress", mode="before")

@@ -120,5 +120,6 @@ def test_json_schema_describes_every_section() -> None:
         "audit",
         "explain",
         "compress",
+        "search",
     }
     assert schema["additionalProperties"] is False
