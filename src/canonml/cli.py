@@ -16,8 +16,9 @@ from rich.table import Table
 from canonml.errors import CanonError, CanonWarning
 
 EXIT_CODES = (
-    "Exit codes: 0 success; 1 canon verify found problems; 2 bad input (a wrong spec value, "
-    "a missing or malformed file, a bad option); 130 interrupted (Ctrl-C)."
+    "Exit codes: 0 success; 1 canon verify found problems, or a process of a --nproc run "
+    "died; 2 bad input (a wrong spec value, a missing or malformed file, a bad option); "
+    "130 interrupted (Ctrl-C)."
 )
 app = typer.Typer(
     name="canon",
@@ -57,8 +58,11 @@ def _root(
 
 
 def fail(e: CanonError) -> NoReturn:
+    from canonml.errors import DistributedError
+
     err.print(f"error: {e}", markup=False)
-    raise typer.Exit(2)
+    # Bad input is 2; a process that lost its distributed run is a failure, not bad input.
+    raise typer.Exit(1 if isinstance(e, DistributedError) else 2)
 
 
 def _spec_source(spec: Path | None, template: str | None) -> str | Path:
@@ -91,6 +95,13 @@ def run(
             help="train on auto|cpu|cuda|cuda:N|mps (sets train.device; may change on --resume)"
         ),
     ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            help="train in N processes with DDP (torchrun on this machine; gloo on CPU, one "
+            "GPU each on CUDA); train.batch_size is the global batch"
+        ),
+    ] = None,
 ) -> None:
     """Train and evaluate a spec; writes runs/<name>/<run-id>/.
 
@@ -98,6 +109,8 @@ def run(
     """
     from canonml.pipeline import run as run_spec
 
+    if nproc is not None and nproc != 1:
+        _launch(nproc, spec, template, out_dir, seed, overrides, resume, device)
     try:
         sets = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
         sets += [f"train.device={device}"] if device is not None else []
@@ -109,6 +122,10 @@ def run(
         fail(e)
     except KeyboardInterrupt as e:
         _interrupted(e)
+    from canonml.train.distributed import is_follower
+
+    if is_follower():
+        return  # rank 0 reports
     if result.tracking_warning:
         err.print(f"warning: {result.tracking_warning}", markup=False)
     out.print(f"run directory: {result.run_dir}")
@@ -133,6 +150,32 @@ def run(
         ev.headline if ev else None,
         ev.cv if ev else None,
     )
+
+
+def _launch(
+    nproc: int,
+    spec: Path | None,
+    template: str | None,
+    out_dir: Path,
+    seed: int | None,
+    overrides: list[str] | None,
+    resume: Path | None,
+    device: str | None,
+) -> NoReturn:
+    """``canon run`` with the same options in ``nproc`` processes (torchrun); its exit code."""
+    args = ["run"] + ([str(spec)] if spec is not None else [])
+    args += ["--template", template] if template else []
+    args += ["--out", str(out_dir)] + (["--seed", str(seed)] if seed is not None else [])
+    args += [a for o in overrides or [] for a in ("--set", o)]
+    args += ["--resume", str(resume)] if resume is not None else []
+    args += ["--device", device] if device is not None else []
+    try:
+        from canonml.train.distributed import launch
+
+        code = launch(nproc, args)
+    except CanonError as e:
+        fail(e)
+    raise typer.Exit(code)
 
 
 def _interrupted(e: KeyboardInterrupt) -> NoReturn:

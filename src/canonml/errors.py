@@ -51,6 +51,11 @@ class TrainingDiverged(CanonError):
     the run keeps its last checkpoint and writes no package."""
 
 
+class DistributedError(CanonError):
+    """A process of a distributed run lost the others (one of them crashed or was killed);
+    the run keeps its last checkpoint."""
+
+
 class PackageError(CanonError):
     """A model package is missing, corrupt, or does not match its manifest."""
 

@@ -68,9 +68,13 @@ def run(
     the report shows). Raises ``CanonError`` on bad input; a bad spec or data set fails
     before the run directory is created.
     """
+    from canonml.train.distributed import is_follower
+
     started = time.perf_counter()
     run_dir = existing_run_dir(resume) if resume is not None else None
     resolved = _resolve(spec, overrides, run_dir)
+    if is_follower():  # another rank of ``canon run --nproc``: it trains, rank 0 writes
+        return _follow(resolved, run_dir)
     tracker = make_tracker(resolved.track)
     tracker.start(resolved.name)  # MLflow loads in a worker process while this one trains
     painter = Painter()  # so will matplotlib, in another, for the plots
@@ -111,24 +115,15 @@ def _run(
 ) -> RunResult:
     task = get_task(spec)
     with _phase(phases, "data"):
-        import torch
-
-        from canonml.data.prepare import load_data, split_loaded
-        from canonml.models import build_model
-        from canonml.train.session import check_wrappers
-
-        loaded = load_data(spec, task)
-        data, pool = split_loaded(spec, loaded, task)
-        check_wrappers(spec, data)
-        torch.manual_seed(spec.seed)
-        model = build_model(
-            spec.model, task.model_io(data.input_shape, data.label_names, data.preprocess)
-        )
+        loaded, data, pool, model = _prepare(spec, task)
         check_stages(spec, task, model, data)
     painter.start()  # now: the tracking worker has done its imports; the model trains next
     with _threads(spec, task, model, data):
         if run_dir is None:
             run_dir = new_run_dir(out, spec.name)
+        from canonml.train.distributed import announce
+
+        announce(run_dir.path)
         _write_inputs(run_dir, spec, data)
         for name, content in (attach or {}).items():
             (run_dir.path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +157,46 @@ def _run(
     return RunResult(
         run_dir.path, evaluation.selected, history, spec, evaluation, fingerprint=data.fingerprint
     )
+
+
+def _prepare(spec: Spec, task: Task) -> tuple[Loaded, Prepared, Any, torch.nn.Module]:
+    """The data (loaded, split and preprocessed), checked against what training needs, and
+    the model built from the seed."""
+    import torch
+
+    from canonml.data.prepare import load_data, split_loaded
+    from canonml.models import build_model
+    from canonml.train.session import check_wrappers
+
+    loaded = load_data(spec, task)
+    data, pool = split_loaded(spec, loaded, task)
+    check_wrappers(spec, data)
+    torch.manual_seed(spec.seed)
+    model = build_model(
+        spec.model, task.model_io(data.input_shape, data.label_names, data.preprocess)
+    )
+    return loaded, data, pool, model
+
+
+def _follow(spec: Spec, run_dir: RunDir | None) -> RunResult:
+    """A rank other than 0 of a distributed run: the same data and model, trained in step
+    with rank 0 (resuming from ``run_dir``'s checkpoint), and nothing written."""
+    from canonml.train.session import train_model
+
+    task = get_task(spec)
+    _, data, _, model = _prepare(spec, task)
+    with _threads(spec, task, model, data), _process_group(spec):
+        history, _ = train_model(spec, task, model, data, run_dir, None)
+    return RunResult(run_dir.path if run_dir else Path(), {}, history, spec)
+
+
+@contextlib.contextmanager
+def _process_group(spec: Spec) -> Iterator[None]:
+    from canonml.train.device import resolve_device
+    from canonml.train.distributed import place, process_group
+
+    with process_group(place(resolve_device(spec.train.device))):
+        yield
 
 
 # Where a run trains is not what it trains: a resumed run may move to another device.
@@ -246,7 +281,8 @@ def _train(
     from canonml.models.weights import weights_bytes
     from canonml.train.session import train_model
 
-    history, best_epoch = train_model(spec, task, model, data, run_dir, console)
+    with _process_group(spec):
+        history, best_epoch = train_model(spec, task, model, data, run_dir, console)
     atomic_write(run_dir.weights, weights_bytes(model, run_dir.spec.read_bytes()))
     return history, best_epoch
 

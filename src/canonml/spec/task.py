@@ -70,6 +70,7 @@ class TaskSpec(StrictModel):
     private: ClassVar[bool] = False  # privacy.dp applies (a supervised step: one loss per example)
     explains: ClassVar[bool] = False  # explain applies (class scores over input features)
     compresses: ClassVar[bool] = False  # compress applies (one standard graph to shrink)
+    distributes: ClassVar[bool] = True  # --nproc applies (one forward, one update per batch)
 
     @classmethod
     def raw_defaults(cls, raw: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +202,7 @@ class GenerationTask(TaskSpec):
     """New examples from noise (and a class, when conditional): GANs."""
 
     name: Literal["generation"] = "generation"
+    distributes = False  # generator and discriminator update in turn
     d_steps: Annotated[int, Field(ge=1, le=20)] = Field(
         1, description="discriminator updates per generator update"
     )

@@ -34,7 +34,9 @@ class Checkpointer(Callback):
         callbacks: list[Callback],
         monitor: str,
         device: torch.device | None = None,
+        write: bool = True,
     ) -> None:
+        self.write = write  # False: a distributed run's other ranks (they only restore)
         self.dir, self.model, self.optimizers = directory, step.model, step.optimizers
         self.device = device or torch.device("cpu")
         self.scaler = step.scaler
@@ -44,7 +46,10 @@ class Checkpointer(Callback):
         self.spec_yaml = spec.read_bytes() if spec.is_file() else None
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
-        if self.monitor in logs and self.track.update(float(logs[self.monitor])):
+        improved = self.monitor in logs and self.track.update(float(logs[self.monitor]))
+        if not self.write:
+            return
+        if improved:
             atomic_write(self.dir / "best.safetensors", weights_bytes(self.model, self.spec_yaml))
         payload = {
             "format": FORMAT,

@@ -28,7 +28,7 @@ class TrainState:
 Sampler = Callable[[int, torch.Generator], Iterable[torch.Tensor]]
 
 
-def _slices(
+def batch_slices(
     n: int, batch_size: int, steps_per_epoch: int | None, generator: torch.Generator
 ) -> Iterator[torch.Tensor]:
     """Consecutive slices of a seeded permutation (several, for ``steps_per_epoch``)."""
@@ -87,7 +87,7 @@ def fit(
         if sampler is not None:
             batches = sampler(n, state.generator)
         else:
-            batches = _slices(n, batch_size, steps_per_epoch, state.generator)
+            batches = batch_slices(n, batch_size, steps_per_epoch, state.generator)
         total, seen = torch.zeros((), device=device), 0
         for b, idx in enumerate(batches):
             idx = idx.to(device, non_blocking=True)

@@ -18,6 +18,13 @@ from canonml.tasks.base import Task
 from canonml.train.callbacks import Callback, EarlyStopping, HistoryCSV, LRSchedule, TimeBudget
 from canonml.train.checkpoint import Checkpointer, restore
 from canonml.train.device import check_precision, resolve_device
+from canonml.train.distributed import (
+    DistributedTraining,
+    check_distributed,
+    is_distributed,
+    is_follower,
+    place,
+)
 from canonml.train.loop import TrainState, fit
 from canonml.train.optim import build_schedule
 from canonml.train.progress import ProgressReporter
@@ -36,13 +43,15 @@ def train_model(
     """Train ``model`` with ``task``'s step as ``spec.train`` says, resuming from
     ``run_dir``'s last checkpoint.
 
-    Without ``run_dir`` (cross-validation folds) nothing is written. ``wrap``: training
-    wrappers a driver or stage adds (distillation's teacher), each made from the step.
-    Returns the history and the epoch whose weights the model ends with when early
+    Without ``run_dir`` (cross-validation folds) nothing is written; in a distributed run
+    only rank 0 writes (the others read ``run_dir``'s checkpoint to resume). ``wrap``:
+    training wrappers a driver or stage adds (distillation's teacher), each made from the
+    step. Returns the history and the epoch whose weights the model ends with when early
     stopping restored the best.
     """
     cfg = spec.train
-    device = resolve_device(cfg.device)
+    device = place(resolve_device(cfg.device))
+    lead = not is_follower()
     model.to(device)
     state = TrainState()
     state.generator.manual_seed(spec.seed)
@@ -65,18 +74,23 @@ def train_model(
     has_val = len(data.val) > 0
     monitor = "val_loss" if has_val else "train_loss"
     callbacks: list[Callback] = [LRSchedule(schedules, monitor), *wrappers]
+    distributed = _distributed(spec, step, device)
+    callbacks = distributed + callbacks  # first: the others see the averaged logs
     if cfg.early_stopping is not None:
         callbacks.append(EarlyStopping(cfg.early_stopping, model))
     if cfg.max_minutes is not None:
         callbacks.append(TimeBudget(cfg.max_minutes, schedules, batches, cfg.epochs))
-    callbacks += task.callbacks(spec, step, data, run_dir)
-    if console is not None:
+    callbacks += task.callbacks(spec, step, data, run_dir if lead else None)
+    if console is not None and lead:
         callbacks.append(ProgressReporter(console, cfg.epochs, batches))
     if run_dir is not None:
-        callbacks.append(HistoryCSV(run_dir.history))
+        if lead:
+            callbacks.append(HistoryCSV(run_dir.history))
         best_monitor = cfg.early_stopping.monitor if cfg.early_stopping else monitor
         saved = [cb for cb in callbacks if cb.key]
-        checkpointer = Checkpointer(run_dir.checkpoints, step, saved, best_monitor, device)
+        checkpointer = Checkpointer(
+            run_dir.checkpoints, step, saved, best_monitor, device, write=lead
+        )
         callbacks.append(checkpointer)
         if run_dir.last_checkpoint.is_file():
             restore(run_dir.last_checkpoint, state, callbacks, checkpointer)
@@ -91,7 +105,7 @@ def train_model(
         state=state,
         callbacks=callbacks,
         steps_per_epoch=cfg.steps_per_epoch,
-        sampler=next((w.sampler for w in wrappers if hasattr(w, "sampler")), None),
+        sampler=next((w.sampler for w in [*distributed, *wrappers] if hasattr(w, "sampler")), None),
         precision=cfg.precision,
         device=device,
     )
@@ -104,8 +118,9 @@ def train_model(
 def check_wrappers(spec: Spec, data: Prepared) -> None:
     """What training needs of the machine and the data, checked before a run directory
     exists: ``train.device`` is there (and fp16 has CUDA); ``privacy.dp``: δ below 1/N, a
-    batch smaller than N."""
+    batch smaller than N; ``--nproc``: what the spec allows."""
     check_precision(spec.train.precision, resolve_device(spec.train.device))
+    check_distributed(spec, spec.train.batch_size, len(data.train))
     dp = spec.privacy.dp
     if dp is not None and dp.is_private:
         from canonml.train.privacy import check_private
@@ -137,6 +152,17 @@ def training_wrappers(
             data.info,
         )
     ]
+
+
+def _distributed(spec: Spec, step: Step, device: torch.device) -> list[Callback]:
+    """DDP (``canon run --nproc``) while a distributed run's process group is up; the model
+    a stage trains afterwards (distillation's student, a fold) trains in one process."""
+    import torch.distributed as dist
+
+    if not (is_distributed() and dist.is_available() and dist.is_initialized()):
+        return []
+    cfg = spec.train
+    return [DistributedTraining(step, cfg.batch_size, cfg.steps_per_epoch, spec.seed, device)]
 
 
 def _augment(spec: Spec, data: Prepared, generator: torch.Generator) -> Any:

@@ -7,6 +7,7 @@ batch into a loss and optimizer updates, and a whole split into validation logs.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -92,14 +93,20 @@ class SupervisedStep(Step):
             self._backward(loss + self._penalty() if self._has_penalty else loss)
         else:  # micro-batches: each one's mean loss weighted by its share of the batch
             loss = torch.zeros((), device=x.device)
-            for xb, yb in zip(x.tensor_split(parts), y.tensor_split(parts), strict=True):
-                if len(xb) == 0:
-                    continue
-                part = self.training_loss(xb, yb) * (len(xb) / len(x))
-                self._backward(part)
+            micro = [
+                (xb, yb)
+                for xb, yb in zip(x.tensor_split(parts), y.tensor_split(parts), strict=True)
+                if len(xb) > 0
+            ]
+            # Under DDP only the last backward averages gradients across processes.
+            defer = getattr(self.model, "no_sync", contextlib.nullcontext)
+            for i, (xb, yb) in enumerate(micro):
+                last = i == len(micro) - 1
+                with contextlib.nullcontext() if last else defer():
+                    part = self.training_loss(xb, yb) * (len(xb) / len(x))
+                    penalty = self._penalty() if last and self._has_penalty else 0.0
+                    self._backward(part + penalty)
                 loss = loss + part.detach()
-            if self._has_penalty:
-                self._backward(self._penalty())
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients
         if self.spec.grad_clip is not None:

@@ -31,6 +31,8 @@ def choose_threads(
     cores = cores or 1
     if setting != "auto":
         return int(setting)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return 1  # a process of a distributed run: its siblings use the other cores
     if cores == 1:
         return 1  # nothing to choose: no need to count
     macs = forward_macs(model, sample) * batch_size
