@@ -6,7 +6,8 @@ accuracy, in one process with ``torch.set_num_threads(--threads)`` (default 1) f
 
 - **plain**: a minimal hand-written loop (seeded permutation, index-sliced batches).
 - **canonml**: ``fit`` with a ``ClassificationStep`` and the callbacks a real run has
-  (schedule, history.csv, checkpoints).
+  (schedule, history.csv, checkpoints at the default ``train.checkpoint_interval``: after
+  an epoch that ends a second or more after the last one written, and at the end).
 - **lightning** (when installed): a ``LightningModule`` over a ``TensorDataset`` +
   ``DataLoader`` (batch 64, shuffled), ``Trainer(accelerator="cpu", devices=1,
   logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -154,9 +155,11 @@ def run_canon(w: Workload, seed: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         callbacks: list[Callback] = [
             LRSchedule({"optimizer": schedule}, "val_loss"),
-            HistoryCSV(Path(tmp) / "history.csv"),
+            HistoryCSV(Path(tmp) / "history.csv", spec.checkpoint_interval),
         ]
-        callbacks.append(Checkpointer(Path(tmp), step, callbacks[:], "val_loss"))
+        saved = callbacks[:]
+        every = spec.checkpoint_interval  # as a run: at most every second, and at the end
+        callbacks.append(Checkpointer(Path(tmp), step, saved, "val_loss", interval=every))
         fit(
             step,
             w.train,

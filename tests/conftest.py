@@ -246,6 +246,8 @@ def interrupted_run(
     def stop(self: Any, state: Any, logs: dict[str, Any]) -> None:
         save(self, state, logs)
         if state.epoch == after:
+            if self.saved_epoch != state.epoch:
+                self.save(state)  # the checkpoint of this epoch, whatever the interval
             raise KeyboardInterrupt
 
     monkeypatch.setattr(checkpoint.Checkpointer, "on_epoch_end", stop)

@@ -199,8 +199,9 @@ def _process_group(spec: Spec) -> Iterator[None]:
         yield
 
 
-# Where a run trains is not what it trains: a resumed run may move to another device.
-PLACEMENT = ("train.device",)
+# Where a run trains and how often it saves are not what it trains: a resumed run may
+# move to another device or checkpoint at another interval.
+PLACEMENT = ("train.device", "train.checkpoint_interval")
 
 
 def _resolve(spec: Any, overrides: list[str] | None, run_dir: RunDir | None) -> Spec:

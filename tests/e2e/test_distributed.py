@@ -24,6 +24,7 @@ EPOCHS = 20
 # Without dropout the processes draw no random numbers of their own (with it, each has its
 # own masks: the runs differ as two dropout streams do, about a test example on digits).
 SETS = ["--set", f"train.epochs={EPOCHS}", "--set", "evaluate.ci=0", "--set", "model.dropout=0"]
+SETS += ["--set", "train.checkpoint_interval=0"]  # a checkpoint to kill after
 
 
 def run_dirs(out: Path) -> list[Path]:

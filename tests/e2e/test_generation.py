@@ -227,6 +227,7 @@ def test_an_absurd_learning_rate_stops_the_run_and_packages_nothing(
     import torch
 
     sets = ["train.epochs=40", "track=false", f"train.optimizer.lr={lr}"]
+    sets.append("train.checkpoint_interval=0")  # a checkpoint after every epoch
     args = [a for s in sets for a in ("--set", s)]
     result = invoke("run", "--template", "digits-gan", *args, "--out", str(tmp_path))
     assert result.exit_code == 2, result.output

@@ -82,6 +82,13 @@ class TrainSpec(StrictModel):
         description="split each batch into this many micro-batches and sum their gradients "
         "before one update (the same update as the whole batch, with less memory)",
     )
+    checkpoint_interval: Annotated[float, Field(ge=0.0, le=86400.0)] = Field(
+        1.0,
+        description="seconds between checkpoints at most: last.pt, best.safetensors and "
+        "history.csv are written after the first epoch that ends this long after the last "
+        "write (and after the last epoch); 0: after every epoch. A crash loses at most this "
+        "and the epoch in progress; resuming is exact from any epoch",
+    )
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)

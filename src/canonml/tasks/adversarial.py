@@ -291,9 +291,11 @@ class CollapseAlarm(Callback):
     def _checkpoint(self, saved: int, began: int) -> str:
         if self.run_dir is None:
             return ""
-        if saved == 0:
-            return "; no checkpoint was written (it began in the first epoch)"
         where = self.run_dir / "checkpoints" / "last.pt"
+        # Checkpoints follow train.checkpoint_interval: the file says which epoch it holds.
+        saved = min(saved, _saved_epoch(where))
+        if saved == 0:
+            return "; no checkpoint was written (it began before the first checkpoint)"
         when = "before the collapse" if saved < began else "after it began"
         return f"; {where} is kept: epoch {saved}, {when}"
 
@@ -344,3 +346,11 @@ class SamplerGraph(nn.Module):
 
     def forward(self, noise: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         return self.generator(noise, label) * self.mul + self.add
+
+
+def _saved_epoch(path: Path) -> int:
+    """The epoch a run's ``last.pt`` holds (0: none, or unreadable)."""
+    try:
+        return int(torch.load(path, weights_only=True, map_location="cpu")["epoch"])
+    except Exception:  # no checkpoint (yet), or not one: nothing is kept
+        return 0

@@ -11,6 +11,7 @@ import csv
 import io
 import math
 import statistics
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,17 +175,47 @@ class TimeBudget(Callback):
             schedule.set_horizon(horizon)
 
 
-class HistoryCSV(Callback):
-    """Rewrites ``history.csv`` (one row per epoch) atomically after every epoch."""
+class Every:
+    """``due`` once ``seconds`` have passed since training began or the last ``reset``
+    (always, for 0): how often a run writes its per-epoch files (``train.checkpoint_interval``)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return self.seconds == 0 or time.monotonic() - self.last >= self.seconds
+
+    def reset(self) -> None:
+        self.last = time.monotonic()
+
+
+class HistoryCSV(Callback):
+    """Rewrites ``history.csv`` (one row per epoch) atomically after an epoch that ends
+    ``interval`` seconds or more after the last write (0: every epoch), and at the end."""
+
+    def __init__(self, path: Path, interval: float = 0.0) -> None:
+        self.path, self.gate, self.written = path, Every(interval), -1
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.gate.reset()
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        if self.gate.due():
+            self.save(state)
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self.written != state.epoch:
+            self.save(state)
+
+    def save(self, state: TrainState) -> None:
         write_history(self.path, state.history)
+        self.written = state.epoch
+        self.gate.reset()
 
 
 def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The rows as CSV: every key a column, in order of appearance, ``seconds`` last."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]

@@ -16,7 +16,7 @@ import torch
 from canonml.errors import CheckpointError
 from canonml.io import atomic_write
 from canonml.models.weights import weights_bytes
-from canonml.train.callbacks import Callback, Improvement, is_maximised
+from canonml.train.callbacks import Callback, Every, Improvement, is_maximised
 from canonml.train.device import rng_states, set_rng_states
 from canonml.train.loop import TrainState
 from canonml.train.steps import Step
@@ -25,7 +25,12 @@ FORMAT = 2  # 2: optimizers by name (a step may have several)
 
 
 class Checkpointer(Callback):
-    """Saves ``last.pt`` every epoch and ``best.safetensors`` when ``monitor`` improves."""
+    """Saves ``last.pt`` (and ``best.safetensors``, the weights of the epoch ``monitor`` was
+    best at) after an epoch that ends ``interval`` seconds or more after the last save (0:
+    every epoch; ``train.checkpoint_interval``), and after the last epoch. Epochs of a few
+    milliseconds are not each followed by a checkpoint that costs more than they do; a
+    crash loses at most ``interval`` seconds and the epoch in progress, and resuming is
+    exact from any epoch."""
 
     def __init__(
         self,
@@ -35,8 +40,12 @@ class Checkpointer(Callback):
         monitor: str,
         device: torch.device | None = None,
         write: bool = True,
+        interval: float = 0.0,
     ) -> None:
         self.write = write  # False: a distributed run's other ranks (they only restore)
+        self.gate = Every(interval)
+        self.saved_epoch = -1  # the epoch of the last checkpoint written (-1: none yet)
+        self.best: dict[str, torch.Tensor] | None = None  # improved weights not yet written
         self.dir, self.model, self.optimizers = directory, step.model, step.optimizers
         self.device = device or torch.device("cpu")
         self.scaler = step.scaler
@@ -46,11 +55,28 @@ class Checkpointer(Callback):
         self.spec_yaml = spec.read_bytes() if spec.is_file() else None
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
-        improved = self.monitor in logs and self.track.update(float(logs[self.monitor]))
+        if self.monitor in logs and self.track.update(float(logs[self.monitor])):
+            # The best weights as they are now; written with the next checkpoint.
+            self.best = _cpu(self.model.state_dict())
+        if self.gate.due():
+            self.save(state)
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.gate.reset()
+
+    def on_train_end(self, state: TrainState) -> None:
+        if state.epoch != self.saved_epoch:
+            self.save(state)
+
+    def save(self, state: TrainState) -> None:
+        """Write ``best.safetensors`` (when it improved) and ``last.pt`` now."""
+        self.saved_epoch = state.epoch
+        self.gate.reset()
         if not self.write:
             return
-        if improved:
-            atomic_write(self.dir / "best.safetensors", weights_bytes(self.model, self.spec_yaml))
+        if self.best is not None:
+            atomic_write(self.dir / "best.safetensors", weights_bytes(self.best, self.spec_yaml))
+            self.best = None
         payload = {
             "format": FORMAT,
             "epoch": state.epoch,
@@ -103,9 +129,10 @@ def restore(
 
 
 def _cpu(tree: Any) -> Any:
-    """``tree`` with every tensor copied to the CPU (a checkpoint is device-independent)."""
+    """``tree`` with every tensor copied to the CPU (a checkpoint is device-independent),
+    and every container copied: nothing in it changes after the call."""
     if isinstance(tree, torch.Tensor):
-        return tree.detach().cpu()
+        return tree.detach().to("cpu", copy=True)
     if isinstance(tree, dict):
         return {k: _cpu(v) for k, v in tree.items()}
     if isinstance(tree, list | tuple):

@@ -75,6 +75,7 @@ def fit(
         train = tuple(t.to(device) for t in train)
         val = None if val is None else tuple(t.to(device) for t in val)
     n = len(train[0])
+    on_device, mixed = device.type != "cpu", precision != "fp32"
     # Only callbacks that act per batch are called per batch (a few µs each on small steps).
     per_batch = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     for cb in callbacks:
@@ -88,16 +89,31 @@ def fit(
             batches = sampler(n, state.generator)
         else:
             batches = batch_slices(n, batch_size, steps_per_epoch, state.generator)
-        total, seen = torch.zeros((), device=device), 0
+        # The batch losses stay tensors (no sync) and are summed once, after the epoch.
+        losses: list[torch.Tensor] = []
+        sizes: list[int] = []
         for b, idx in enumerate(batches):
-            idx = idx.to(device, non_blocking=True)
-            with autocast(precision, device):
-                loss = step.train_batch(*(t[idx] for t in train))
-            total.add_(loss, alpha=len(idx))  # in place: no temporary, no sync
-            seen += len(idx)
+            if on_device:
+                idx = idx.to(device, non_blocking=True)
+            if mixed:
+                with autocast(precision, device):
+                    loss = step.train_batch(*[t[idx] for t in train])
+            else:
+                loss = step.train_batch(*[t[idx] for t in train])
+            losses.append(loss)
+            sizes.append(len(idx))
             for cb in per_batch:
                 cb.on_batch_end(state, b, loss)
-        logs: dict[str, Any] = {"epoch": state.epoch + 1, "train_loss": float(total) / max(seen, 1)}
+        seen = sum(sizes)
+        total = (
+            float(
+                torch.stack(losses).double()
+                @ torch.tensor(sizes, dtype=torch.float64, device=device)
+            )
+            if losses
+            else 0.0
+        )
+        logs: dict[str, Any] = {"epoch": state.epoch + 1, "train_loss": total / max(seen, 1)}
         logs.update({f"train_{k}": v for k, v in step.epoch_logs().items()})
         if val is not None and len(val[0]) > 0:
             logs.update({f"val_{k}": v for k, v in step.evaluate(*val).items()})

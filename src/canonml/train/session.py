@@ -85,11 +85,17 @@ def train_model(
         callbacks.append(ProgressReporter(console, cfg.epochs, batches))
     if run_dir is not None:
         if lead:
-            callbacks.append(HistoryCSV(run_dir.history))
+            callbacks.append(HistoryCSV(run_dir.history, cfg.checkpoint_interval))
         best_monitor = cfg.early_stopping.monitor if cfg.early_stopping else monitor
         saved = [cb for cb in callbacks if cb.key]
         checkpointer = Checkpointer(
-            run_dir.checkpoints, step, saved, best_monitor, device, write=lead
+            run_dir.checkpoints,
+            step,
+            saved,
+            best_monitor,
+            device,
+            write=lead,
+            interval=cfg.checkpoint_interval,
         )
         callbacks.append(checkpointer)
         if run_dir.last_checkpoint.is_file():
