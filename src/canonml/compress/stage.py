@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 FILE = "compression.json"
 FOLDER = "compressed"
 GAIN = 1.05  # a ratio below this is within noise of the original: "no gain"
-ROUNDS = 3  # latency rounds, the variants timed in turn in each
+ROUNDS = 5  # latency rounds, the variants timed in turn in each
 
 
 @dataclass
