@@ -40,6 +40,9 @@ bench: $(STAMP)
 	$(BIN)/pip install -q $(TORCH) -e '.[all,bench]'
 	KERAS_BACKEND=torch $(BIN)/python bench/trainer_overhead.py
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/compress.py
+	$(BIN)/python bench/search.py
+	$(BIN)/python bench/ddp.py
 	$(BIN)/python bench/threads.py
 	$(BIN)/python bench/tracking_overhead.py
 	$(BIN)/python bench/run_phases.py

@@ -143,15 +143,12 @@ def check_params(spec: Spec) -> None:
             try:
                 trial_spec(base, {path: value})
             except SpecError as e:
-                hint = (
-                    "not a spec path"
-                    if "not a known key" in str(e) or "extra" in str(e)
-                    else str(e)
-                )
-                raise SpecError(
-                    f"search.params.{path}",
-                    f"{hint} (value {json.dumps(value)}: {e}); use a dotted key of canon schema",
-                ) from None
+                text = str(e)
+                if any(w in text for w in ("unknown key", "not a known key", "extra")):
+                    problem = f"not a spec path ({text}); use a dotted key of canon schema"
+                else:
+                    problem = f"the value {json.dumps(value)} is not allowed there ({text})"
+                raise SpecError(f"search.params.{path}", problem) from None
 
 
 def trial_spec(base: dict[str, Any], values: dict[str, Any]) -> Spec:

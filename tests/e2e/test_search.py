@@ -139,9 +139,12 @@ def test_several_objectives_give_a_pareto_front_and_a_picked_trial(tmp_path: Pat
 @pytest.mark.parametrize(
     ("params", "where"),
     [
-        ({"model.hiddn": {"choice": [[8]]}}, "search.params.model.hiddn"),
+        ({"model.hiddn": {"choice": [[8]]}}, "search.params.model.hiddn: not a spec path"),
         ({"train.optimizer.lr": {"loguniform": [0.0, 1.0]}}, "search.params"),
-        ({"model.dropout": {"uniform": [0.0, 1.5]}}, "search.params.model.dropout"),
+        (
+            {"model.dropout": {"uniform": [0.0, 1.5]}},
+            "search.params.model.dropout: the value 1.5 is not allowed there",
+        ),
         ({"train.epochs": {"int": [5, 2]}}, "search.params"),
     ],
 )

@@ -134,6 +134,8 @@ def _to_spec_error(e: ValidationError, raw: dict[str, Any]) -> SpecError:
     if isinstance(cause, CrossFieldError):
         return SpecError(cause.path, str(cause))
     given = _given(raw, loc)
+    if given is _MISSING and isinstance(err.get("input"), int | float | str | bool):
+        given = err["input"]  # a value a shorthand expanded (prune: 1.5 → [{amount: 1.5}])
     problem = _problem(err, loc, raw)
     if err["type"] == "union_tag_invalid":
         path = f"{path}.arch" if path else "arch"

@@ -78,7 +78,7 @@ def test_a_variant_no_better_on_any_measure_is_no_gain() -> None:
 @pytest.mark.parametrize(
     ("sets", "where"),
     [
-        (["compress={prune: 1.5}"], "compress.prune[0].amount"),
+        (["compress={prune: 1.5}"], "compress.prune[0].amount: must be < 1.0, got 1.5"),
         (["compress={prune: 0}"], "compress.prune[0].amount"),
         (["compress={quantize: int4}"], "compress.quantize"),
         (["compress={distill: {student: {arch: gpt}}}"], "compress.distill.student"),
