@@ -170,8 +170,18 @@ def _launch(
     args += ["--resume", str(resume)] if resume is not None else []
     args += ["--device", device] if device is not None else []
     try:
-        from canonml.train.distributed import launch
+        from canonml.pipeline import resolve_spec
+        from canonml.train.distributed import check_spec, launch
 
+        if nproc > 1:  # what the spec alone decides, before any process starts
+            sets = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
+            sets += [f"train.device={device}"] if device is not None else []
+            source = (
+                None
+                if (resume and spec is None and template is None)
+                else _spec_source(spec, template)
+            )
+            check_spec(resolve_spec(source, sets, resume), nproc)
         code = launch(nproc, args)
     except CanonError as e:
         fail(e)

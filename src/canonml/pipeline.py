@@ -204,6 +204,13 @@ def _process_group(spec: Spec) -> Iterator[None]:
 PLACEMENT = ("train.device", "train.checkpoint_interval")
 
 
+def resolve_spec(
+    spec: Any, overrides: list[str] | None, resume: str | os.PathLike[str] | None
+) -> Spec:
+    """The spec ``run`` would train: ``spec`` with ``overrides``, or a resumed run's own."""
+    return _resolve(spec, overrides, existing_run_dir(resume) if resume is not None else None)
+
+
 def _resolve(spec: Any, overrides: list[str] | None, run_dir: RunDir | None) -> Spec:
     if run_dir is None:
         if spec is None:

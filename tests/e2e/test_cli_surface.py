@@ -82,7 +82,7 @@ def _start_long_run(tmp_path: Path, write_spec: Any, track: bool = False) -> Any
     once it has finished two epochs (so it has a checkpoint and its helpers are up)."""
     spec = tiny_spec(
         data={"source": "sklearn:digits"},
-        train={"epochs": 100_000, "batch_size": 8},
+        train={"epochs": 100_000, "batch_size": 8, "checkpoint_interval": 0},
         track=track,
     )
     proc = subprocess.Popen(

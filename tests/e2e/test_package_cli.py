@@ -168,7 +168,8 @@ def test_readme_kserve_manifests_use_kserves_field_names() -> None:
     import yaml
 
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Triton and KServe") :]
+    start = readme.index("### Triton and KServe")
+    section = readme[start : readme.index("\n## ", start)]
     docs = [
         d
         for block in re.findall(r"```yaml\n(.*?)```", section, re.S)

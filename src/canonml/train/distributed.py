@@ -69,10 +69,23 @@ def is_follower() -> bool:
 
 
 def check_distributed(spec: Spec, batch_size: int, examples: int) -> None:
-    """What ``--nproc`` needs of the spec, checked before a run directory exists."""
+    """What ``--nproc`` needs of the spec and the data, checked before a run directory
+    exists (in each process of a distributed run)."""
     if not is_distributed():
         return
     n = world_size()
+    check_spec(spec, n)
+    if examples < batch_size:
+        raise SpecError(
+            "train.batch_size",
+            f"{examples} training examples are fewer than one global batch of {batch_size} "
+            f"for {n} processes; use a smaller batch or fewer processes",
+        )
+
+
+def check_spec(spec: Spec, n: int) -> None:
+    """What training in ``n`` processes needs of the spec alone (the launcher checks it
+    before starting any process)."""
     task = spec.task
     if not task.distributes:
         raise SpecError(
@@ -99,17 +112,12 @@ def check_distributed(spec: Spec, batch_size: int, examples: int) -> None:
             "the auxiliary language-model loss bypasses DistributedDataParallel's forward; "
             "set it to 0 with --nproc",
         )
+    batch_size = spec.train.batch_size
     if batch_size < 2 * n:
         raise SpecError(
             "train.batch_size",
             f"the global batch {batch_size} gives fewer than 2 examples to each of {n} "
             f"processes; use at least {2 * n}",
-        )
-    if examples < batch_size:
-        raise SpecError(
-            "train.batch_size",
-            f"{examples} training examples are fewer than one global batch of {batch_size} "
-            f"for {n} processes; use a smaller batch or fewer processes",
         )
 
 
@@ -264,8 +272,16 @@ def launch(nproc: int, args: list[str]) -> int:
 def _failed(e: Any, nproc: int, run_dir: str | None) -> int:
     """One line for the rank that failed first; the exit code the run ends with."""
     codes = {r: f.exitcode for r, f in e.failures.items()}
-    if codes.get(0) == 2 or all(c == 2 for c in codes.values()):
+    if codes.get(0) == 2:
         return 2  # bad input: rank 0 has printed the error
+    bad = sorted(r for r, c in codes.items() if c == 2)
+    if bad:  # a rank found bad input (its output is not shown) and the others were stopped
+        print(
+            f"error: rank {bad[0]} stopped on bad input (exit 2) before rank 0 reported it; "
+            "the same command without --nproc prints the reason",
+            file=sys.stderr,
+        )
+        return 2
     if all(c == 130 or c == -signal.SIGINT for c in codes.values()):
         return 130
     # The culprit: a rank killed from outside, else one that did not just lose the others
