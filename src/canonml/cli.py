@@ -109,14 +109,14 @@ def run(
     """
     from canonml.pipeline import run as run_spec
 
-    if nproc is not None and nproc != 1:
-        _launch(nproc, spec, template, out_dir, seed, overrides, resume, device)
     try:
         sets = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
         sets += [f"train.device={device}"] if device is not None else []
         source = (
             None if (resume and spec is None and template is None) else _spec_source(spec, template)
         )
+        if nproc is not None and nproc != 1:
+            _launch(nproc, source, sets, out_dir, resume)
         result = run_spec(source, out_dir, overrides=sets, resume=resume, console=err)
     except CanonError as e:
         fail(e)
@@ -153,39 +153,19 @@ def run(
 
 
 def _launch(
-    nproc: int,
-    spec: Path | None,
-    template: str | None,
-    out_dir: Path,
-    seed: int | None,
-    overrides: list[str] | None,
-    resume: Path | None,
-    device: str | None,
+    nproc: int, source: str | Path | None, sets: list[str], out_dir: Path, resume: Path | None
 ) -> NoReturn:
-    """``canon run`` with the same options in ``nproc`` processes (torchrun); its exit code."""
-    args = ["run"] + ([str(spec)] if spec is not None else [])
-    args += ["--template", template] if template else []
-    args += ["--out", str(out_dir)] + (["--seed", str(seed)] if seed is not None else [])
-    args += [a for o in overrides or [] for a in ("--set", o)]
-    args += ["--resume", str(resume)] if resume is not None else []
-    args += ["--device", device] if device is not None else []
-    try:
-        from canonml.pipeline import resolve_spec
-        from canonml.train.distributed import check_spec, launch
+    """``canon run`` of the same spec in ``nproc`` processes (torchrun); its exit code.
+    What the spec alone decides is checked here, before any process starts."""
+    from canonml.pipeline import resolve_spec
+    from canonml.train.distributed import check_spec, launch
 
-        if nproc > 1:  # what the spec alone decides, before any process starts
-            sets = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
-            sets += [f"train.device={device}"] if device is not None else []
-            source = (
-                None
-                if (resume and spec is None and template is None)
-                else _spec_source(spec, template)
-            )
-            check_spec(resolve_spec(source, sets, resume), nproc)
-        code = launch(nproc, args)
-    except CanonError as e:
-        fail(e)
-    raise typer.Exit(code)
+    if nproc > 1:
+        check_spec(resolve_spec(source, sets, resume), nproc)
+    args = ["run"] + ([str(source)] if source is not None else []) + ["--out", str(out_dir)]
+    args += [a for o in sets for a in ("--set", o)]
+    args += ["--resume", str(resume)] if resume is not None else []
+    raise typer.Exit(launch(nproc, args))
 
 
 def _interrupted(e: KeyboardInterrupt) -> NoReturn:
