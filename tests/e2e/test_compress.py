@@ -98,11 +98,9 @@ def test_the_report_shows_the_table_and_the_cpu(cnn_run: Any) -> None:
     assert "pruned-structured-50" in page
 
 
-def test_canon_compress_on_a_finished_run(tmp_path: Path, write_spec: Any) -> None:
-    spec = write_spec(tiny_spec(name="tiny-mlp", train={"epochs": 3, "batch_size": 16}))
-    made = run_cli("run", str(spec), "--out", str(tmp_path / "runs"))
-    assert made.code == 0, made.stderr
-    (run_dir,) = (tmp_path / "runs" / "tiny-mlp").iterdir()
+def test_canon_compress_on_a_finished_run(tmp_path: Path) -> None:
+    spec = tiny_spec(name="tiny-mlp", train={"epochs": 3, "batch_size": 16})
+    run_dir = canonml.run(spec, tmp_path / "runs").run_dir
     cli = run_cli(
         "compress",
         str(run_dir),

@@ -20,7 +20,7 @@ from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="/proc")]
 
-EPOCHS = 20
+EPOCHS = 14
 # Without dropout the processes draw no random numbers of their own (with it, each has its
 # own masks: the runs differ as two dropout streams do, about a test example on digits).
 SETS = ["--set", f"train.epochs={EPOCHS}", "--set", "evaluate.ci=0", "--set", "model.dropout=0"]
@@ -148,13 +148,13 @@ def test_a_killed_rank_is_named_and_resume_finishes_exactly(
 
 def test_grad_accum_and_bf16_train_under_ddp(tmp_path: Path) -> None:
     result = run_cli(
-        "run", "--template", "digits-mlp", "--nproc", "2", "--set", "train.epochs=6",
+        "run", "--template", "digits-mlp", "--nproc", "2", "--set", "train.epochs=3",
         "--set", "train.grad_accum=2", "--set", "train.precision=bf16",
         "--set", "track=false", "--set", "evaluate.ci=0", "--out", str(tmp_path),
     )  # fmt: skip
     assert result.code == 0, result.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
-    assert metrics(run_dir)["accuracy"] > 0.9
+    assert metrics(run_dir)["accuracy"] > 0.85
 
 
 def test_a_task_that_cannot_distribute_exits_2_naming_the_option(tmp_path: Path) -> None:
