@@ -259,7 +259,7 @@ def test_an_absurd_learning_rate_stops_the_run_and_packages_nothing(
 
 @pytest.mark.slow
 def test_kill_9_and_resume_give_the_metrics_of_an_uninterrupted_run(tmp_path: Path) -> None:
-    sets = ["train.epochs=12", "track=false"]
+    sets = ["train.epochs=12", "track=false", "train.checkpoint_interval=0"]
     whole = canonml.run("template:digits-cgan", tmp_path / "whole", overrides=sets)
     proc = start_template_run("digits-cgan", sets, tmp_path / "killed")
     run_dir = _after_epochs(tmp_path / "killed", proc, 3)

@@ -140,6 +140,7 @@ def test_templates_reach_their_quality(
 @pytest.mark.slow
 def test_kill_mid_epoch_and_resume_gives_the_same_metrics(tmp_path: Path) -> None:
     sets = ["train.epochs=8", "train.early_stopping.patience=3", "track=false"]
+    sets.append("train.checkpoint_interval=0")  # a checkpoint after every epoch to kill after
     baseline = canonml.run("template:digits-cnn", tmp_path / "whole", overrides=sets)
     proc = start_template_run("digits-cnn", sets, tmp_path / "killed")
     last = _wait_for_checkpoint(tmp_path / "killed", proc)
